@@ -1,0 +1,27 @@
+"""Worker / web-lead / inter-center JSON API, versioned under /api/v1."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from werkzeug.exceptions import HTTPException
+
+from ..errors import DialerError
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@bp.errorhandler(DialerError)
+def _dialer_error(err: DialerError):
+    body = {"error": err.code, "message": err.message}
+    if err.field:
+        body["field"] = err.field
+    return jsonify(body), err.status
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(err: HTTPException):
+    return jsonify({"error": err.name.lower().replace(" ", "_"), "message": err.description}), err.code
+
+
+@bp.get("/health")
+def health():
+    return jsonify({"status": "ok"})

@@ -1,0 +1,1 @@
+"""Controller-side `dialer` commands; each module exposes COMMANDS."""

@@ -1,0 +1,75 @@
+"""The one place where a call record's status changes.
+
+Every status change (single record or bulk) goes through this module, so the
+allowed transitions are a table read in one place, not UPDATEs scattered over
+the code.  Bulk helpers take SQL conditions and apply the same table.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from esl_dialer.messages import RecordStatus as S
+
+from .models import CallRecord, utcnow
+
+#: from-status -> statuses it may move to
+ALLOWED: dict[S, frozenset[S]] = {
+    S.READY: frozenset({S.QUEUED, S.LEASED, S.DNC, S.EXHAUSTED, S.DONE}),
+    S.QUEUED: frozenset({S.LEASED, S.READY, S.DNC}),
+    S.LEASED: frozenset({S.READY, S.DONE, S.EXHAUSTED, S.DNC, S.LEASED}),
+    S.DONE: frozenset({S.READY}),  # a supervisor may re-open a record
+    S.EXHAUSTED: frozenset({S.READY}),
+    S.DNC: frozenset(),  # final: a DNC number is never dialed again
+}
+
+#: statuses that mean "nobody holds it"
+UNHELD = frozenset({S.READY, S.DONE, S.EXHAUSTED, S.DNC})
+
+
+class IllegalTransition(ValueError):
+    """A caller tried a status change the table does not allow."""
+
+
+def check(old: S, new: S) -> None:
+    if new not in ALLOWED[old]:
+        raise IllegalTransition(f"call record cannot go from {old.value} to {new.value}")
+
+
+def set_status(record: CallRecord, new: S, **fields) -> None:
+    """Change one record's status (and related fields) after checking the table."""
+    check(record.status, new)
+    record.status = new
+    if new in UNHELD:
+        record.held_by_worker_id = None
+        record.held_until = None
+        record.queue_id = None
+    for key, value in fields.items():
+        setattr(record, key, value)
+    record.updated_at = utcnow()
+
+
+def bulk_set_status(
+    session: Session,
+    new: S,
+    where: Iterable[sa.ColumnElement[bool]],
+    from_statuses: Iterable[S],
+    **values,
+) -> int:
+    """UPDATE many records from any of ``from_statuses`` to ``new``; returns the row count."""
+    froms = [s for s in from_statuses]
+    for old in froms:
+        check(old, new)
+    if new in UNHELD:
+        values.setdefault("held_by_worker_id", None)
+        values.setdefault("held_until", None)
+        values.setdefault("queue_id", None)
+    stmt = (
+        sa.update(CallRecord)
+        .where(CallRecord.status.in_(froms), *list(where))
+        .values(status=new, updated_at=utcnow(), **values)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).rowcount

@@ -1,0 +1,1 @@
+"""ESL-side `dialer` commands (sim, worker, ivr, simulate); each module exposes COMMANDS."""
