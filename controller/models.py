@@ -153,6 +153,9 @@ class QueueFeed(Base):
     position: Mapped[int] = mapped_column(default=0)  # priority order
     weight: Mapped[float] = mapped_column(default=0.0)  # percentage share
     shareable: Mapped[bool] = mapped_column(default=False)  # other queues may draw (P5)
+    # Records this feed has put into its queue since its weights last changed
+    # (P4 percentage scheduling state); migration 0002.
+    served: Mapped[int] = mapped_column(default=0)
 
     queue: Mapped[Queue] = relationship(back_populates="feeds")
     pool: Mapped[Pool] = relationship()
@@ -195,6 +198,8 @@ class CallRecord(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     pool: Mapped[Pool] = relationship()
+    # Order of hand-out within its queue, set at refill (P4); migration 0002.
+    queue_seq: Mapped[Optional[int]]
 
 
 class CallAttempt(Base):
@@ -254,3 +259,23 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(24), default="supervisor")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- distribution additions (migration 0002) --------------------------------
+
+# Refill hot path: a pool's ready records at one difficulty level, by priority (P3, P13).
+Index("ix_record_refill", CallRecord.pool_id, CallRecord.status, CallRecord.difficulty,
+      CallRecord.priority, CallRecord.id)
+
+
+class WorkerEvent(Base):
+    """Outbox of events for a worker's SSE stream; shared by every controller process."""
+
+    __tablename__ = "worker_event"
+    __table_args__ = (Index("ix_worker_event_worker", "worker_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("worker.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
