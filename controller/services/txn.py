@@ -1,0 +1,30 @@
+"""Write transactions that serialise correctly on both backends.
+
+PostgreSQL: an ordinary transaction; concurrency is handled by row locks
+(``FOR UPDATE [SKIP LOCKED]``) in the statements themselves.  SQLite: pysqlite
+defers ``BEGIN`` to the first write, so a read-then-write transaction can lose
+the race for the write lock and fail with "database is locked" even with a busy
+timeout.  ``BEGIN IMMEDIATE`` takes the single writer lock up front, which
+makes each distribution transaction one serialised unit (SPEC P11 on SQLite).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from sqlalchemy.orm import Session
+
+from ..db import Database
+
+
+@contextlib.contextmanager
+def write_session(db: Database) -> Iterator[Session]:
+    """A transaction that holds the write lock from its first statement on SQLite."""
+    with db.session() as session:
+        if db.dialect == "sqlite":
+            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        yield session
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
