@@ -1,0 +1,296 @@
+"""Phone number normalisation (pure: no database, no I/O).
+
+Two layers, split so the bulk loader can run them in different processes:
+
+* :func:`parse_number` – raw text to E.164, validity and the number's region.
+  This is the expensive part (``phonenumbers.parse`` plus the metadata pattern
+  match, ~30k numbers/s per core) and needs only phonenumbers' small metadata,
+  so loader worker processes run it without loading the 100 MB geocoder data.
+* :func:`describe` – city, state and time zones of a parsed number, from
+  ``phonenumbers.geocoder`` and ``phonenumbers.timezone``.  Both look the
+  number up by *longest matching prefix* of its E.164 digits.  Each country's
+  keys in that data are at most a few digits long (7 for NANP: ``1`` + area
+  code + exchange; computed from the data at first use, see
+  :func:`prefix_key_length`), so the answer depends only on that many leading
+  digits plus the number's region and whether its type is geographical.  We
+  cache on exactly that key: correct (same answer as asking phonenumbers) and
+  fast (one dict look-up for every number after the first of its exchange).
+
+Reasons for rejecting a number are stable short codes (:class:`Reason`) plus a
+human-readable message for the rejects file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import logging
+from typing import Optional
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType, phonenumberutil
+from phonenumbers.phonemetadata import PhoneMetadata
+
+logger = logging.getLogger(__name__)
+
+#: phonenumbers refuses longer input anyway; we check first to keep messages short.
+MAX_RAW_LENGTH = 250
+
+UNKNOWN_TZ = "Etc/Unknown"
+
+#: phonenumbers' own type helper: one metadata pattern pass gives both the
+#: validity and the type.  ``is_valid_number`` + ``number_type`` would do that
+#: pass four times for a NANP number.  Falls back to the public API if a future
+#: phonenumbers release renames it (tests check both agree).
+_TYPE_HELPER = getattr(phonenumberutil, "_number_type_helper", None)
+
+US_STATES = {
+    "Alabama": "AL", "Alaska": "AK", "Arizona": "AZ", "Arkansas": "AR", "California": "CA",
+    "Colorado": "CO", "Connecticut": "CT", "Delaware": "DE", "Florida": "FL", "Georgia": "GA",
+    "Hawaii": "HI", "Idaho": "ID", "Illinois": "IL", "Indiana": "IN", "Iowa": "IA",
+    "Kansas": "KS", "Kentucky": "KY", "Louisiana": "LA", "Maine": "ME", "Maryland": "MD",
+    "Massachusetts": "MA", "Michigan": "MI", "Minnesota": "MN", "Mississippi": "MS",
+    "Missouri": "MO", "Montana": "MT", "Nebraska": "NE", "Nevada": "NV", "New Hampshire": "NH",
+    "New Jersey": "NJ", "New Mexico": "NM", "New York": "NY", "North Carolina": "NC",
+    "North Dakota": "ND", "Ohio": "OH", "Oklahoma": "OK", "Oregon": "OR", "Pennsylvania": "PA",
+    "Rhode Island": "RI", "South Carolina": "SC", "South Dakota": "SD", "Tennessee": "TN",
+    "Texas": "TX", "Utah": "UT", "Vermont": "VT", "Virginia": "VA", "Washington": "WA",
+    "West Virginia": "WV", "Wisconsin": "WI", "Wyoming": "WY", "Washington D.C.": "DC",
+    "Washington, D.C.": "DC", "Puerto Rico": "PR",
+}
+
+
+class Reason(str, enum.Enum):
+    """Why a number was refused (the ``invalid`` bucket of the load summary)."""
+
+    EMPTY = "empty"
+    NOT_A_NUMBER = "not_a_number"
+    INVALID_COUNTRY_CODE = "invalid_country_code"
+    TOO_SHORT = "too_short"
+    TOO_LONG = "too_long"
+    INVALID_LENGTH = "invalid_length"
+    INVALID_AREA_CODE = "invalid_area_code"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NumberRejection:
+    reason: Reason
+    message: str
+
+    def __bool__(self) -> bool:  # lets callers write `if parsed:`
+        return False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ParsedNumber:
+    """A valid number: E.164 text, ISO region ("US", "GB") and whether it is geographical."""
+
+    e164: str
+    country: str
+    geographical: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Location:
+    city: Optional[str]
+    region: Optional[str]  # state / province
+    timezones: tuple[str, ...]  # empty when unknown
+
+    @property
+    def timezone_text(self) -> Optional[str]:
+        """The form stored in ``call_record.timezone``: space-separated, or None."""
+        return " ".join(self.timezones) or None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NormalisedNumber:
+    e164: str
+    country: str
+    city: Optional[str]
+    region: Optional[str]
+    timezones: tuple[str, ...]
+
+    @property
+    def timezone_text(self) -> Optional[str]:
+        return " ".join(self.timezones) or None
+
+
+_PARSE_ERRORS = {
+    NumberParseException.INVALID_COUNTRY_CODE: (
+        Reason.INVALID_COUNTRY_CODE, "unknown country code (or no country code and no default region)"),
+    NumberParseException.NOT_A_NUMBER: (Reason.NOT_A_NUMBER, "not a phone number"),
+    NumberParseException.TOO_SHORT_AFTER_IDD: (Reason.TOO_SHORT, "too short after the international prefix"),
+    NumberParseException.TOO_SHORT_NSN: (Reason.TOO_SHORT, "too short"),
+    NumberParseException.TOO_LONG: (Reason.TOO_LONG, "too long"),
+}
+
+_POSSIBLE_ERRORS = {
+    phonenumberutil.ValidationResult.INVALID_COUNTRY_CODE: (Reason.INVALID_COUNTRY_CODE, "unknown country code"),
+    phonenumberutil.ValidationResult.TOO_SHORT: (Reason.TOO_SHORT, "too short"),
+    phonenumberutil.ValidationResult.TOO_LONG: (Reason.TOO_LONG, "too long"),
+    phonenumberutil.ValidationResult.INVALID_LENGTH: (Reason.INVALID_LENGTH, "wrong number of digits"),
+}
+
+
+def _is_geographical(ntype: int, country_code: int) -> bool:
+    return phonenumberutil.is_number_type_geographical(ntype, country_code)
+
+
+def _classify(numobj: phonenumbers.PhoneNumber) -> tuple[Optional[str], int]:
+    """(region of the number or None, PhoneNumberType); UNKNOWN type = invalid."""
+    region = phonenumberutil.region_code_for_number(numobj)
+    if region is None:
+        return None, PhoneNumberType.UNKNOWN
+    if _TYPE_HELPER is None:  # pragma: no cover - future phonenumbers
+        if not phonenumbers.is_valid_number(numobj):
+            return region, PhoneNumberType.UNKNOWN
+        return region, phonenumbers.number_type(numobj)
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(numobj.country_code, region)
+    if metadata is None:
+        return region, PhoneNumberType.UNKNOWN
+    if region != phonenumberutil.REGION_CODE_FOR_NON_GEO_ENTITY and (
+        numobj.country_code != phonenumberutil.country_code_for_valid_region(region)
+    ):
+        return region, PhoneNumberType.UNKNOWN
+    nsn = phonenumberutil.national_significant_number(numobj)
+    return region, _TYPE_HELPER(nsn, metadata)
+
+
+def parse_number(raw: object, default_region: Optional[str] = None) -> ParsedNumber | NumberRejection:
+    """Normalise ``raw`` to E.164 and check it is a valid, dialable-looking number.
+
+    ``default_region`` ("US") applies to numbers written without ``+``.
+    Never raises for bad input: returns a :class:`NumberRejection` instead.
+    """
+    text = "" if raw is None else str(raw).strip()
+    if not text:
+        return NumberRejection(Reason.EMPTY, "no number")
+    if len(text) > MAX_RAW_LENGTH:
+        return NumberRejection(Reason.TOO_LONG, f"longer than {MAX_RAW_LENGTH} characters")
+    try:
+        numobj = phonenumbers.parse(text, default_region)
+    except NumberParseException as err:
+        reason, message = _PARSE_ERRORS.get(err.error_type, (Reason.NOT_A_NUMBER, "not a phone number"))
+        return NumberRejection(reason, message)
+    region, ntype = _classify(numobj)
+    if ntype == PhoneNumberType.UNKNOWN:
+        possible = phonenumbers.is_possible_number_with_reason(numobj)
+        if possible in _POSSIBLE_ERRORS:
+            reason, message = _POSSIBLE_ERRORS[possible]
+            return NumberRejection(reason, message)
+        e164 = phonenumbers.format_number(numobj, phonenumbers.PhoneNumberFormat.E164)
+        return NumberRejection(Reason.INVALID_AREA_CODE, f"invalid area code or number range ({e164})")
+    e164 = phonenumbers.format_number(numobj, phonenumbers.PhoneNumberFormat.E164)
+    return ParsedNumber(e164, region or "", _is_geographical(ntype, numobj.country_code))
+
+
+# --------------------------------------------------------------------------- location
+
+
+@functools.lru_cache(maxsize=1)
+def _prefix_lengths() -> tuple[dict[str, int], int]:
+    """Per country calling code, the longest key phonenumbers' geocoder or
+    time-zone data holds for it; plus the global maximum as a fallback.
+
+    Country calling codes are prefix-free, so each key belongs to one code.
+    """
+    from phonenumbers.geodata import GEOCODE_DATA
+    from phonenumbers.tzdata import TIMEZONE_DATA
+
+    known = phonenumberutil.COUNTRY_CODE_TO_REGION_CODE
+    lengths: dict[str, int] = {}
+    for data in (GEOCODE_DATA, TIMEZONE_DATA):
+        for key in data:
+            for n in (1, 2, 3):
+                if int(key[:n]) in known:
+                    cc = key[:n]
+                    break
+            else:
+                cc = key[:3]
+            if len(key) > lengths.get(cc, 0):
+                lengths[cc] = len(key)
+    # Argentina-style mobile tokens are stripped before the geocoder looks the
+    # number up, which shifts its prefix by the token's length.
+    tokens = getattr(phonenumberutil, "_MOBILE_TOKEN_MAPPINGS", {})
+    for code, token in tokens.items():
+        cc = str(code)
+        lengths[cc] = lengths.get(cc, len(cc)) + len(token)
+    longest = max(lengths.values()) + max((len(t) for t in tokens.values()), default=0)
+    return lengths, longest
+
+
+def prefix_key_length(e164: str) -> int:
+    """How many leading E.164 digits decide the geocoder and time-zone answers."""
+    lengths, longest = _prefix_lengths()
+    digits = e164[1:]
+    for n in (1, 2, 3):
+        if digits[:n] in lengths:
+            return lengths[digits[:n]]
+    # A code with no entries at all: the answer is country-level, the code decides.
+    for n in (1, 2, 3):
+        if int(digits[:n] or 0) in phonenumberutil.COUNTRY_CODE_TO_REGION_CODE:
+            return n
+    return longest
+
+
+def _split_description(description: str, country: str) -> tuple[Optional[str], Optional[str]]:
+    if not description:
+        return None, None
+    if country in ("US", "CA") or (country and phonenumberutil.country_code_for_region(country) == 1):
+        city, sep, state = description.rpartition(", ")
+        if sep:
+            return city or None, US_STATES.get(state, state)
+        # Only a state or province name ("New Jersey").
+        return None, US_STATES.get(description, description)
+    return description, None
+
+
+_location_cache: dict[tuple[str, str, bool], Location] = {}
+_cache_stats = {"hits": 0, "misses": 0}
+
+
+def describe(parsed: ParsedNumber) -> Location:
+    """City, state/province and time zones of a valid number (cached per prefix)."""
+    key = (parsed.e164[1 : 1 + prefix_key_length(parsed.e164)], parsed.country, parsed.geographical)
+    hit = _location_cache.get(key)
+    if hit is not None:
+        _cache_stats["hits"] += 1
+        return hit
+    _cache_stats["misses"] += 1
+    location = _lookup_location(parsed)
+    _location_cache[key] = location
+    return location
+
+
+def _lookup_location(parsed: ParsedNumber) -> Location:
+    from phonenumbers import geocoder, timezone
+
+    numobj = phonenumbers.parse(parsed.e164, None)
+    zones = tuple(z for z in timezone.time_zones_for_number(numobj) if z != UNKNOWN_TZ)
+    if parsed.geographical:
+        # region=the number's own region: the description omits the country name.
+        description = geocoder.description_for_number(numobj, "en", region=parsed.country)
+        country_name = geocoder.country_name_for_number(numobj, "en")
+        if description == country_name:
+            description = ""
+    else:
+        description = ""  # mobile / toll-free: no city to speak of
+    city, region = _split_description(description, parsed.country)
+    return Location(city, region, zones)
+
+
+def cache_info() -> dict[str, int]:
+    return {"entries": len(_location_cache), **_cache_stats}
+
+
+def normalise(raw: object, default_region: Optional[str] = None) -> NormalisedNumber | NumberRejection:
+    """Both layers at once: what single-number callers (DNC add, web leads) want."""
+    parsed = parse_number(raw, default_region)
+    if not parsed:
+        return parsed
+    loc = describe(parsed)
+    return NormalisedNumber(parsed.e164, parsed.country, loc.city, loc.region, loc.timezones)
+
+
+def valid_region(region: Optional[str]) -> bool:
+    return region is None or region.upper() in phonenumbers.SUPPORTED_REGIONS
