@@ -1,0 +1,264 @@
+"""Builders for the FreeSWITCH command strings the switch adapter sends (pure).
+
+Everything a caller passes in ends up inside one ESL command line, so every
+piece is checked here before it is joined. What FreeSWITCH does with the line
+(sources: mod_event_socket.c ``parse_command``/``read_packet``; mod_commands.c
+syntax strings; switch_event.c ``switch_event_create_brackets``;
+switch_utils.c ``switch_separate_string``):
+
+* A command ends at the first CR or LF; following ``Name: value`` lines
+  become headers of the command and an empty line ends it. A CR/LF in any
+  argument would therefore inject headers or a second command: refused
+  everywhere (as is every other control character).
+* API arguments are split on spaces (``switch_separate_string(' ')``). A UUID,
+  variable name, cause, path or number that contains a space would shift the
+  other arguments: refused. Only originate variable values may hold spaces,
+  and they are wrapped in single quotes as the originate docs require.
+* Originate variables: ``{a=1,b=2}`` for all legs, ``[a=1]`` per leg. The
+  block ends at the matching bracket, values are split on ``,`` (escape a
+  comma as ``\\,``), quotes and backslashes are interpreted at two levels (the
+  space split and the comma split). We escape commas, quote values with spaces,
+  and refuse the characters whose meaning changes between the two levels
+  (``'``, ``\\``, brackets) plus ``${`` (variable/API expansion).
+"""
+from __future__ import annotations
+
+import re
+import uuid as uuidlib
+from typing import Iterable, Mapping
+
+__all__ = [
+    "CommandError", "check_uuid", "check_cause", "check_var_name", "check_token", "check_endpoint",
+    "check_path", "format_vars", "originate", "uuid_bridge", "uuid_transfer", "uuid_broadcast",
+    "uuid_break", "uuid_kill", "uuid_setvar", "uuid_getvar", "uuid_exists", "uuid_answer",
+    "uuid_record", "hupall", "new_uuid", "BROADCAST_LEGS",
+]
+
+
+class CommandError(ValueError):
+    """A value that cannot be placed safely in an ESL command (would inject or mis-parse)."""
+
+
+_UUID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-_.]{0,127}$")
+_CAUSE_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
+_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-.]{0,127}$")
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_\-.+*#@:/=%]{1,256}$")
+# Dial strings: sofia/gateway/gw/+1415..., user/1001@domain, loopback/9990, error/user_busy.
+_ENDPOINT_RE = re.compile(r"^[A-Za-z0-9_\-]+/[A-Za-z0-9_\-.+*#@:/=%;]{1,512}$")
+_PATH_RE = re.compile(r"^[^\s'\"\\{}\[\],;|&]{1,1024}$")
+_CTRL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_APP_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+BROADCAST_LEGS = ("aleg", "bleg", "both")
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+def _no_ctrl(value: str, what: str) -> str:
+    if not isinstance(value, str):
+        raise CommandError(f"{what} must be a string, not {type(value).__name__}")
+    if _CTRL_RE.search(value):
+        raise CommandError(f"{what} contains a control character (CR/LF would inject ESL lines): {value!r}")
+    return value
+
+
+def _match(regex: re.Pattern[str], value: object, what: str) -> str:
+    text = _no_ctrl(str(value) if isinstance(value, int) and not isinstance(value, bool) else value, what)  # type: ignore[arg-type]
+    if not regex.match(text):
+        raise CommandError(f"invalid {what}: {text!r}")
+    return text
+
+
+def check_uuid(value: str) -> str:
+    return _match(_UUID_RE, value, "channel uuid")
+
+
+def check_cause(value: str) -> str:
+    return _match(_CAUSE_RE, value, "hangup cause")
+
+
+def check_var_name(value: str) -> str:
+    return _match(_VAR_RE, value, "variable name")
+
+
+def check_token(value: str, what: str = "argument") -> str:
+    return _match(_TOKEN_RE, value, what)
+
+
+def check_endpoint(value: str) -> str:
+    return _match(_ENDPOINT_RE, value, "endpoint / dial string")
+
+
+def check_path(value: str, what: str = "path") -> str:
+    return _match(_PATH_RE, value, what)
+
+
+def _var_value(value: object) -> str:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (int, float)):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise CommandError(f"variable value must be str/int/float/bool, not {type(value).__name__}")
+    _no_ctrl(text, "variable value")
+    for bad in ("'", "\\", "{", "}", "[", "]", "<", ">", "${"):
+        if bad in text:
+            raise CommandError(f"variable value contains {bad!r}, which originate cannot carry safely: {text!r}")
+    text = text.replace(",", "\\,")
+    if " " in text or text == "":
+        # switch_separate_string(' ') keeps a quoted span together and strips the quotes.
+        text = f"'{text}'"
+    return text
+
+
+def format_vars(variables: Mapping[str, object] | None, brackets: str = "{}") -> str:
+    """``{name=value,...}`` (or ``[...]`` for per-leg variables); empty string when none."""
+    if not variables:
+        return ""
+    open_, close = brackets
+    parts = [f"{check_var_name(k)}={_var_value(v)}" for k, v in variables.items()]
+    return open_ + ",".join(parts) + close
+
+
+def _app_token(app: str, args: str | None) -> str:
+    name = _match(_APP_RE, app, "application name")
+    if not args:
+        return f"&{name}()"
+    _no_ctrl(args, "application arguments")
+    for bad in ("'", "\\", "(", ")"):
+        if bad in args:
+            raise CommandError(f"application arguments contain {bad!r}: {args!r}")
+    token = f"&{name}({args})"
+    # originate splits on spaces: quote the whole token when the args hold one.
+    return f"'{token}'" if " " in args else token
+
+
+def originate(endpoint: str, *, uuid: str, app: str | None = "park", app_args: str | None = None,
+              extension: str | None = None, dialplan: str | None = None, context: str | None = None,
+              variables: Mapping[str, object] | None = None, leg_variables: Mapping[str, object] | None = None,
+              cid_name: str | None = None, cid_num: str | None = None, timeout_s: int | None = None) -> str:
+    """``originate {origination_uuid=...,vars}[leg vars]<endpoint> &app(args)|<exten> [dialplan] [context]``.
+
+    The B part is either an application (``app``/``app_args``) or a dialplan
+    extension (``extension`` with optional ``dialplan``/``context``).
+    ``timeout_s`` sets ``originate_timeout`` as a variable (the positional
+    timeout needs cid name/number placeholders). Caller ID goes in
+    ``origination_caller_id_name/number`` variables for the same reason.
+    """
+    all_vars: dict[str, object] = {"origination_uuid": check_uuid(uuid)}
+    if cid_name is not None:
+        all_vars["origination_caller_id_name"] = cid_name
+    if cid_num is not None:
+        all_vars["origination_caller_id_number"] = check_token(cid_num, "caller id number")
+    if timeout_s is not None:
+        if not isinstance(timeout_s, int) or isinstance(timeout_s, bool) or not 1 <= timeout_s <= 3600:
+            raise CommandError(f"originate timeout must be 1..3600 s, got {timeout_s!r}")
+        all_vars["originate_timeout"] = timeout_s
+    for key, value in (variables or {}).items():
+        if key in all_vars and key == "origination_uuid":
+            raise CommandError("pass the channel uuid as uuid=, not as a variable")
+        all_vars[key] = value
+    url = format_vars(all_vars) + format_vars(leg_variables, "[]") + check_endpoint(endpoint)
+    if extension is not None:
+        parts = [url, check_token(extension, "extension")]
+        if dialplan is not None or context is not None:
+            parts.append(check_token(dialplan or "XML", "dialplan"))
+        if context is not None:
+            parts.append(check_token(context, "context"))
+        return "originate " + " ".join(parts)
+    if app is None:
+        raise CommandError("originate needs an application or an extension")
+    return f"originate {url} {_app_token(app, app_args)}"
+
+
+def uuid_bridge(a: str, b: str) -> str:
+    return f"uuid_bridge {check_uuid(a)} {check_uuid(b)}"
+
+
+def uuid_transfer(uuid: str, extension: str, dialplan: str | None = None, context: str | None = None,
+                  leg: str | None = None) -> str:
+    """``uuid_transfer <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]`` (mod_commands TRANSFER_SYNTAX)."""
+    parts = ["uuid_transfer", check_uuid(uuid)]
+    if leg is not None:
+        if leg not in ("bleg", "both"):
+            raise CommandError(f"transfer leg must be 'bleg' or 'both', got {leg!r}")
+        parts.append("-" + leg)
+    parts.append(check_token(extension, "extension"))
+    if dialplan is not None or context is not None:
+        parts.append(check_token(dialplan or "XML", "dialplan"))
+    if context is not None:
+        parts.append(check_token(context, "context"))
+    return " ".join(parts)
+
+
+def uuid_broadcast(uuid: str, path: str, leg: str = "both") -> str:
+    """``uuid_broadcast <uuid> <path> [aleg|bleg|both]`` (mod_commands BROADCAST_SYNTAX)."""
+    if leg not in BROADCAST_LEGS:
+        raise CommandError(f"broadcast leg must be one of {BROADCAST_LEGS}, got {leg!r}")
+    return f"uuid_broadcast {check_uuid(uuid)} {check_path(path, 'playback path')} {leg}"
+
+
+def uuid_break(uuid: str, all_: bool = False) -> str:
+    return f"uuid_break {check_uuid(uuid)}" + (" all" if all_ else "")
+
+
+def uuid_kill(uuid: str, cause: str | None = None) -> str:
+    return f"uuid_kill {check_uuid(uuid)}" + (f" {check_cause(cause)}" if cause else "")
+
+
+def uuid_setvar(uuid: str, name: str, value: object | None = None) -> str:
+    """``uuid_setvar <uuid> <var> [value]``; no value unsets. The value is the rest of the line."""
+    cmd = f"uuid_setvar {check_uuid(uuid)} {check_var_name(name)}"
+    if value is None:
+        return cmd
+    text = value if isinstance(value, str) else str(value)
+    _no_ctrl(text, "variable value")
+    return f"{cmd} {text}"
+
+
+def uuid_getvar(uuid: str, name: str) -> str:
+    return f"uuid_getvar {check_uuid(uuid)} {check_var_name(name)}"
+
+
+def uuid_exists(uuid: str) -> str:
+    return f"uuid_exists {check_uuid(uuid)}"
+
+
+def uuid_answer(uuid: str) -> str:
+    return f"uuid_answer {check_uuid(uuid)}"
+
+
+def uuid_record(uuid: str, action: str, path: str, limit_s: int | None = None) -> str:
+    """``uuid_record <uuid> [start|stop] <path> [<limit>]`` (mod_commands SESS_REC_SYNTAX)."""
+    if action not in ("start", "stop"):
+        raise CommandError(f"record action must be start or stop, got {action!r}")
+    cmd = f"uuid_record {check_uuid(uuid)} {action} {check_path(path, 'recording path')}"
+    if limit_s is not None:
+        if not isinstance(limit_s, int) or isinstance(limit_s, bool) or limit_s <= 0:
+            raise CommandError(f"record limit must be a positive int, got {limit_s!r}")
+        cmd += f" {limit_s}"
+    return cmd
+
+
+def hupall(cause: str = "NORMAL_CLEARING", var: str | None = None, value: str | None = None) -> str:
+    """``hupall <cause> [<var> <value>]``: hang up every channel (or those with var=value)."""
+    cmd = f"hupall {check_cause(cause)}"
+    if var is not None:
+        if value is None:
+            raise CommandError("hupall with a variable needs a value")
+        cmd += f" {check_var_name(var)} {check_token(value, 'variable value')}"
+    return cmd
+
+
+def event_subscription(names: Iterable[str], fmt: str = "plain") -> str:
+    """``event plain NAME ... [CUSTOM sub::class ...]``."""
+    if fmt not in ("plain", "json"):
+        raise CommandError(f"event format must be plain or json, got {fmt!r}")
+    words = [check_token(n, "event name") for n in names]
+    if not words:
+        raise CommandError("no event names")
+    return f"event {fmt} " + " ".join(words)
