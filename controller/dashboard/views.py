@@ -1,0 +1,127 @@
+"""Dashboard pages (P14): thin views over services.reporting and the queue service."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+
+from esl_dialer.messages import AgentState, RecordStatus, SelectionMode
+
+from .. import get_db
+from ..errors import DialerError, NotFound
+from ..services import queues as queue_service
+from ..services import reporting
+from . import forms
+
+logger = logging.getLogger(__name__)
+
+
+def register(bp: Blueprint) -> None:
+    bp.add_url_rule("/", "index", index)
+    bp.add_url_rule("/campaigns", "campaigns", campaigns_page)
+    bp.add_url_rule("/pools", "pools", pools_page)
+    bp.add_url_rule("/queues/<int:queue_id>/rules", "queue_rules", queue_rules, methods=["GET", "POST"])
+    bp.add_url_rule("/agents", "agents", agents_page)
+    bp.add_url_rule("/attempts", "attempts", attempts_page)
+    bp.add_url_rule("/records/<int:record_id>", "record", record_page)
+
+
+def index():
+    return redirect(url_for("dashboard.campaigns"))
+
+
+def campaigns_page():
+    db = get_db()
+    agent_list = reporting.agents(db, heartbeat_timeout_s=current_app.config["HEARTBEAT_TIMEOUT_S"])
+    return render_template(
+        "campaigns.html",
+        campaigns=reporting.campaigns(db),
+        statuses=[s.value for s in RecordStatus],
+        agent_counts=reporting.agent_state_counts(agent_list),
+        agent_states=[s.value for s in AgentState],
+    )
+
+
+def pools_page():
+    db = get_db()
+    camps = reporting.campaigns(db)
+    pools = reporting.pools(db)
+    queues = reporting.queues(db)
+    by_campaign = [
+        (c, [p for p in pools if p.campaign_id == c.id], [q for q in queues if q.campaign_id == c.id])
+        for c in camps
+    ]
+    return render_template("pools.html", by_campaign=by_campaign)
+
+
+def queue_rules(queue_id: int):
+    db = get_db()
+    try:
+        q = reporting.queue(db, queue_id)
+    except NotFound:
+        abort(404, description=f"There is no queue {queue_id}.")
+    pool_choices = reporting.campaign_pools(db, q.campaign_id)
+    error = None
+    error_field = None
+    status = 200
+    if request.method == "POST":
+        try:
+            edit = forms.parse_rules(request.form, dict(pool_choices))
+            apply_rules(db, queue_id, edit)
+        except DialerError as err:
+            error, error_field, status = err.message, err.field, 400
+        else:
+            logger.info("queue %s rules changed from the dashboard: mode=%s lead=%s feeds=%s",
+                        queue_id, edit.selection_mode.value, edit.lead_minutes,
+                        [(f.pool_id, f.position, f.weight, f.shareable) for f in edit.feeds])
+            flash(f"Rules of queue {q.name} applied. The next lease follows them.", "ok")
+            return redirect(url_for("dashboard.queue_rules", queue_id=queue_id))
+    feeding = {f.pool_id for f in q.feeds}
+    return render_template(
+        "queue_rules.html", q=q, modes=[m.value for m in SelectionMode],
+        other_pools=[(pid, name) for pid, name in pool_choices if pid not in feeding],
+        error=error, error_field=error_field, form=request.form if error else None,
+    ), status
+
+
+def apply_rules(db, queue_id: int, edit: forms.RulesEdit) -> None:
+    """Apply a rules edit at once through the queue service (P8).
+
+    ``set_feeds`` replaces the feeds and mode in one transaction and returns
+    the queue's not-yet-leased records to their pools, so the very next lease
+    follows the new rule; the lead time is a separate, independent field.
+    """
+    queue_service.set_feeds(
+        db, queue_id,
+        [queue_service.FeedSpec(f.pool_id, f.position, f.weight, f.shareable) for f in edit.feeds],
+        selection_mode=edit.selection_mode,
+    )
+    queue_service.update_queue(db, queue_id, lead_minutes=edit.lead_minutes)
+
+
+def agents_page():
+    db = get_db()
+    agent_list = reporting.agents(db, heartbeat_timeout_s=current_app.config["HEARTBEAT_TIMEOUT_S"])
+    return render_template("agents.html", agents=agent_list,
+                           agent_counts=reporting.agent_state_counts(agent_list),
+                           agent_states=[s.value for s in AgentState])
+
+
+def attempts_page():
+    db = get_db()
+    camps = reporting.campaigns(db)
+    campaign_id = request.args.get("campaign", type=int)
+    number = (request.args.get("number") or "").strip()[:32]
+    matches = reporting.find_records(db, number) if number else []
+    return render_template(
+        "attempts.html", campaigns=camps, campaign_id=campaign_id, number=number, matches=matches,
+        attempts=reporting.recent_attempts(db, limit=100, campaign_id=campaign_id),
+    )
+
+
+def record_page(record_id: int):
+    try:
+        timeline = reporting.record_timeline(get_db(), record_id)
+    except NotFound:
+        abort(404, description=f"There is no call record {record_id}.")
+    return render_template("record.html", r=timeline)
