@@ -266,6 +266,8 @@ class User(Base):
 # Refill hot path: a pool's ready records at one difficulty level, by priority (P3, P13).
 Index("ix_record_refill", CallRecord.pool_id, CallRecord.status, CallRecord.difficulty,
       CallRecord.priority, CallRecord.id)
+# Depletion rate of a worker's queue over a moving window (P3).
+Index("ix_attempt_worker", CallAttempt.worker_id, CallAttempt.received_at)
 
 
 class WorkerEvent(Base):
@@ -279,3 +281,101 @@ class WorkerEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     data: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+# --- remote-center ACD for IVR proxy calls (SPEC R3-R9, migration 0003) -----
+
+from esl_dialer.messages import ProxyState  # noqa: E402  (appended section)
+
+
+class AcdPeer(Base):
+    """A local center allowed to place proxies here (inter-center API key, hashed)."""
+
+    __tablename__ = "acd_peer"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(128), index=True)
+    # "center": a local center placing proxies; "switch": this center's own leg
+    # acceptor (reads any entry, reports legs connected/ended).
+    role: Mapped[str] = mapped_column(String(16), default="center")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AcdQueue(Base):
+    """An ACD queue for one skill, holding proxies and served by operators."""
+
+    __tablename__ = "acd_queue"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    skill: Mapped[str] = mapped_column(String(64), unique=True)
+    bridge_position: Mapped[int] = mapped_column(default=1)  # R6 default: next in line
+    bridge_setup_s: Mapped[float] = mapped_column(default=5.0)
+    offer_timeout_s: Mapped[float] = mapped_column(default=30.0)  # operator held for the leg
+    token_ttl_s: Mapped[float] = mapped_column(default=60.0)
+    default_service_s: Mapped[float] = mapped_column(default=180.0)  # before any history
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AcdOperator(Base):
+    """A remote-center operator (human agent) reachable at ``extension``."""
+
+    __tablename__ = "acd_operator"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    extension: Mapped[str] = mapped_column(String(255))  # dial string, e.g. user/2001
+    state: Mapped[str] = mapped_column(String(16), default="offline")  # available|reserved|busy|offline
+    state_since: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AcdMembership(Base):
+    __tablename__ = "acd_membership"
+    __table_args__ = (UniqueConstraint("queue_id", "operator_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("acd_queue.id", ondelete="CASCADE"))
+    operator_id: Mapped[int] = mapped_column(ForeignKey("acd_operator.id", ondelete="CASCADE"))
+
+
+class AcdEntry(Base):
+    """One proxy call in a queue; its position is its rank among live entries."""
+
+    __tablename__ = "acd_entry"
+    __table_args__ = (
+        Index("ix_acd_entry_live", "queue_id", "state", "id"),
+        Index("ix_acd_entry_peer", "peer_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(36), unique=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("acd_queue.id", ondelete="CASCADE"))
+    peer_id: Mapped[Optional[int]] = mapped_column(ForeignKey("acd_peer.id", ondelete="SET NULL"))
+    state: Mapped[ProxyState] = mapped_column(_enum(ProxyState), default=ProxyState.WAITING)
+    caller_number: Mapped[Optional[str]] = mapped_column(String(64))
+    caller_name: Mapped[Optional[str]] = mapped_column(String(120))
+    data: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)  # IVR choices, look-up answers
+    token_hash: Mapped[Optional[str]] = mapped_column(String(128), index=True)
+    token_expires_at: Mapped[Optional[dt.datetime]]
+    token_used_at: Mapped[Optional[dt.datetime]]
+    leg_uuid: Mapped[Optional[str]] = mapped_column(String(64))
+    operator_id: Mapped[Optional[int]] = mapped_column(ForeignKey("acd_operator.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    offered_at: Mapped[Optional[dt.datetime]]
+    bridged_at: Mapped[Optional[dt.datetime]]
+    connected_at: Mapped[Optional[dt.datetime]]
+    ended_at: Mapped[Optional[dt.datetime]]
+    end_reason: Mapped[Optional[str]] = mapped_column(String(64))
+
+
+class IvrMenu(Base):
+    """An IVR menu document served to local centers (R3), with its ETag."""
+
+    __tablename__ = "ivr_menu"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    etag: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -77,3 +77,20 @@ class SelectionMode(str, enum.Enum):
     PRIORITY = "priority"
     PERCENTAGE = "percentage"
     COMBINED = "combined"
+
+
+class ProxyState(str, enum.Enum):
+    """Life of a proxy call in a remote center's ACD queue (SPEC R4-R6, R9).
+
+    ``waiting``: in the queue, no operator yet.  ``offered``: at the head with
+    an operator reserved for it, waiting for the bridged leg.  ``connected``:
+    the bridged leg reached the operator.  The rest are final.
+    """
+
+    WAITING = "waiting"
+    OFFERED = "offered"
+    CONNECTED = "connected"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    FAILED = "failed"

@@ -25,3 +25,6 @@ def _http_error(err: HTTPException):
 @bp.get("/health")
 def health():
     return jsonify({"status": "ok"})
+
+
+from . import ivr  # noqa: E402,F401  (IVR / remote-center ACD routes, SPEC R3-R9)
