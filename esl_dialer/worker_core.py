@@ -291,3 +291,36 @@ class AgentDialer:
         out: list[Action] = [BridgeToAgent(uuid), ScreenPop(uuid, screen_pop_payload(record, uuid, self.agent, now, overflow=True))]
         out += self._change(AgentEvent.CONNECT, now)
         return out
+
+
+def _hhmm(value: str) -> Optional[int]:
+    try:
+        h, m = value.split(":")
+        return int(h) * 60 + int(m)
+    except (AttributeError, ValueError):
+        return None
+
+
+def within_window(record: dict, now: float) -> bool:
+    """X1 at dial time, locally: the party's local time is inside its calling window.
+
+    The controller checks this too (dial-check); this local copy is what keeps
+    the rule while the controller is unreachable (P10).  A number spanning
+    several zones must be inside the window in all of them (strictest).  A
+    record without a known zone or window is left to the controller's
+    lease-time check.
+    """
+    start, end = _hhmm(record.get("window_start") or ""), _hhmm(record.get("window_end") or "")
+    zones = (record.get("timezone") or "").split()
+    if start is None or end is None or not zones:
+        return True
+    for name in zones:
+        try:
+            local = dt.datetime.fromtimestamp(now, ZoneInfo(name))
+        except (ZoneInfoNotFoundError, ValueError):
+            return False
+        minute = local.hour * 60 + local.minute
+        inside = start <= minute < end if start <= end else (minute >= start or minute < end)
+        if not inside:
+            return False
+    return True

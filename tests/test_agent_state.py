@@ -167,3 +167,16 @@ def test_d5_local_time_uses_record_timezone():
     assert local_time({"timezone": "America/Chicago America/Denver"}, 1705320000) == "06:00"
     assert local_time({"timezone": "Not/AZone"}, 0) is None
     assert local_time({}, 0) is None
+
+
+def test_x1_local_window_check_strictest_zone():
+    from esl_dialer.worker_core import within_window
+
+    noon_utc = 1705320000  # 2024-01-15 12:00 UTC: 07:00 New York, 06:00 Chicago, 13:00 Paris
+    r = {"window_start": "08:00", "window_end": "21:00"}
+    assert within_window({**r, "timezone": "Europe/Paris"}, noon_utc)
+    assert not within_window({**r, "timezone": "America/New_York"}, noon_utc)
+    assert not within_window({**r, "timezone": "Europe/Paris America/Chicago"}, noon_utc)
+    assert within_window({**r, "timezone": "America/New_York"}, noon_utc + 3600)
+    assert within_window({"timezone": "America/New_York"}, noon_utc)  # no window: controller decides
+    assert not within_window({**r, "timezone": "Bad/Zone"}, noon_utc)

@@ -1,0 +1,634 @@
+"""The dialing worker (`dialer worker`): one per agent, many per process (D1, D11).
+
+Shell around the pure :class:`~esl_dialer.worker_core.AgentDialer`: it owns
+the I/O (controller over HTTP through :mod:`esl_dialer.client`, the switch
+through :class:`esl_dialer.switch.Switch` only, the contingency file) and
+carries out the actions the core returns.
+
+Greenlets of one :class:`AgentWorker`, all in its own ``gevent.pool.Group``,
+each linked to an error logger, killed and joined by :meth:`AgentWorker.stop`:
+
+``agent-leg``  keeps the agent parked on a waiting leg (see freeswitch/README.md)
+``inbox``      applies switch events and controller events to the core, in order
+``dialer``     paces, dial-checks (D9/X1) and originates (D2); ticks wrap-up
+``lease``      keeps the contingency file stocked (D1, P2) and releases on stop
+``flush``      uploads results from the contingency file (P10)
+``heartbeat``  liveness + the immediate state report of every change (D8)
+``events``     the controller's SSE stream: overflow assignments (D7), campaign status
+
+Switch handlers never block: they post to the inbox, so one shared Switch (one
+ESL connection per process) serves every agent worker of the process.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import gevent
+import gevent.event
+import gevent.pool
+import gevent.queue
+
+from . import switch as sw
+from .call_state import Call, CallState
+from .client import ApiError, ControllerClient, ControllerError, ControllerUnavailable, SseEvent
+from .contingency import Contingency, ContingencyError, flush, new_client_id
+from .esl.commands import new_uuid
+from .messages import AgentState, AttemptResult, DialMode
+from .pacing import PacingConfig, make_pacer
+from .team import AgentView, TeamSnapshot
+from .worker_core import (
+    Abandon,
+    Action,
+    AgentDialer,
+    BridgeToAgent,
+    ClaimAgent,
+    ReportState,
+    ScreenPop,
+    StoreResult,
+    UnknownCall,
+    within_window,
+)
+
+logger = logging.getLogger(__name__)
+
+CALL_EVENTS = frozenset(
+    {"CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER", "CHANNEL_BRIDGE", "CHANNEL_HANGUP_COMPLETE"}
+)
+CLAIM_RETRY_S = 0.25
+CONTROLLER_RECHECK_S = 5.0
+
+
+def iso(ts: Optional[float]) -> Optional[str]:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat()
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything one agent worker needs; built by `dialer worker` from options or a TOML file."""
+
+    agent: str  # the agent's extension: its name on the wire and in `user/<ext>`
+    controller: str
+    token: str
+    data_dir: Path = Path("var/worker")
+    agent_endpoint: Optional[str] = None  # default user/<agent>
+    dial_template: str = "sofia/gateway/outbound/{number}"
+    greeting: Optional[str] = None  # default <greetings_dir>/<agent>.wav
+    greetings_dir: str = "/usr/share/freeswitch/sounds/esl-dialer/greetings"
+    abandon_message: str = "/usr/share/freeswitch/sounds/esl-dialer/abandon.wav"
+    caller_id_number: Optional[str] = None
+    caller_id_name: Optional[str] = None
+    campaign: Optional[str] = None
+    mode: DialMode = DialMode.PROGRESSIVE
+    ratio: float = 2.0  # power mode
+    abandon_target: float = 0.03
+    lease_batch: int = 20
+    low_water: int = 5
+    originate_timeout_s: int = 25
+    heartbeat_s: float = 5.0
+    wrapup_s: float = 0.0
+    overflow_wait_s: float = 2.0  # D7/X1: answered party waits at most this for an agent
+    overflow_bridge_s: float = 3.0  # after a claim, how long the other worker has to bridge
+    dial_interval_s: float = 0.2
+    abandon_max_s: float = 15.0  # abandon message longest play before the hang-up
+    agent_answer_timeout_s: int = 30
+    http_timeout_s: float = 3.0
+
+    @property
+    def endpoint(self) -> str:
+        return self.agent_endpoint or f"user/{self.agent}"
+
+    @property
+    def greeting_path(self) -> str:
+        return self.greeting or f"{self.greetings_dir.rstrip('/')}/{self.agent}.wav"
+
+    @property
+    def contingency_path(self) -> Path:
+        return Path(self.data_dir) / f"contingency-{self.agent}.sqlite"
+
+
+@dataclass
+class WorkerStats:
+    placed: int = 0
+    refused: dict = field(default_factory=dict)
+    bridged_own: int = 0
+    overflow_taken: int = 0
+    overflow_sent: int = 0
+    abandoned: int = 0
+    results_stored: int = 0
+    dialed_while_talking: int = 0
+
+
+class AgentWorker:
+    """One agent's dialing worker."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        switch: "sw.Switch",
+        *,
+        client: ControllerClient | None = None,
+        clock: Callable[[], float] = time.time,
+        on_screen_pop: Callable[[dict], Any] | None = None,
+    ) -> None:
+        self.s = settings
+        self.switch = switch
+        self.clock = clock
+        self.client = client or ControllerClient(settings.controller, settings.token, timeout=settings.http_timeout_s)
+        # dial-check and claim must answer fast or not at all (2-s budget of D7)
+        self.fast = replace(self.client, timeout=min(1.0, self.client.timeout), retries=0)
+        self.store = Contingency(settings.contingency_path, f"{settings.agent}@{settings.controller}")
+        self.core = AgentDialer(settings.agent, now=clock(), wrapup_s=settings.wrapup_s, overflow_wait_s=settings.overflow_wait_s)
+        self.pacer = make_pacer(PacingConfig(mode=settings.mode, ratio=settings.ratio, abandon_target=settings.abandon_target,
+                                             abandon_aim=min(0.025, settings.abandon_target)), clock)
+        self.on_screen_pop = on_screen_pop
+        self.screen_pops: deque[dict] = deque(maxlen=100)
+        self.stats = WorkerStats()
+        self.group = gevent.pool.Group()
+        self.inbox: gevent.queue.Queue = gevent.queue.Queue()
+        self.stopping = gevent.event.Event()
+        self.kick_dial = gevent.event.Event()
+        self.kick_flush = gevent.event.Event()
+        self.kick_report = gevent.event.Event()
+        self.agent_leg: Optional[str] = None
+        self.agent_leg_down = gevent.event.Event()
+        self.campaign_active = True
+        self.controller_down_since: Optional[float] = None
+        self.reported_state: Optional[AgentState] = None
+        self._foreign: dict[str, dict] = {}  # overflow calls of other workers bridged to our agent
+        self._talk_started: dict[str, float] = {}
+
+    # -- life ------------------------------------------------------------------------
+
+    def _spawn(self, fn: Callable, *args: Any, name: str = "") -> gevent.Greenlet:
+        g = self.group.spawn(fn, *args)
+        g.name = f"{self.s.agent}:{name or fn.__name__}"
+        g.link_exception(self._died)
+        return g
+
+    def _died(self, g: gevent.Greenlet) -> None:
+        logger.error("worker %s: greenlet %s died: %r", self.s.agent, getattr(g, "name", g), g.exception)
+
+    def start(self) -> "AgentWorker":
+        if self.store.recovered:
+            logger.warning("worker %s: %d interrupted call(s) recovered from the contingency file", self.s.agent, self.store.recovered)
+        for fn in (self._inbox_loop, self._agent_leg_loop, self._dial_loop, self._lease_loop, self._flush_loop,
+                   self._heartbeat_loop, self._events_loop):
+            self._spawn(fn, name=fn.__name__.strip("_"))
+        return self
+
+    def stop(self, timeout: float = 5.0, *, release: bool = True, hangup_agent: bool = True) -> None:
+        """Stop dialing, hand back unused records, flush results, end the greenlets."""
+        self.stopping.set()
+        for ev in (self.kick_dial, self.kick_flush, self.kick_report):
+            ev.set()
+        if release:
+            held = self.store.held_ids()
+            if held:
+                try:
+                    self.client.release(held)
+                    for rid in held:
+                        self.store.drop(rid, "released")
+                except ControllerError as exc:
+                    logger.info("worker %s: release on stop failed (%s); leases will expire", self.s.agent, exc)
+        try:
+            flush(self.store, self.client)
+        except ControllerError as exc:
+            logger.info("worker %s: final flush failed (%s); results stay in %s", self.s.agent, exc, self.store.path)
+        if hangup_agent and self.agent_leg and self.switch.connected:
+            try:
+                self.switch.kill(self.agent_leg, "NORMAL_CLEARING")
+            except sw.SwitchError as exc:
+                logger.debug("worker %s: agent leg kill: %s", self.s.agent, exc)
+        try:
+            self.client.heartbeat(AgentState.OFFLINE.value, 0)
+        except ControllerError:
+            pass
+        self.group.kill(timeout=timeout)
+        self.store.close()
+
+    # -- actions -----------------------------------------------------------------------
+
+    def _do(self, actions: list[Action]) -> None:
+        for a in actions:
+            try:
+                self._HANDLERS[type(a)](self, a)
+            except (sw.SwitchError, ControllerError, ContingencyError) as exc:
+                logger.warning("worker %s: action %s failed: %s", self.s.agent, a, exc)
+
+    def _bridge_to_agent(self, a: BridgeToAgent) -> None:
+        """D3/D4: party to our waiting leg, then the greeting to both legs."""
+        if not self.agent_leg:
+            raise sw.SwitchError("no agent leg")
+        self.switch.bridge(a.call_uuid, self.agent_leg)
+        # uuid_broadcast <uuid> <path> both: the party and the leg bridged to it hear it (mod_commands)
+        self.switch.broadcast(a.call_uuid, self.s.greeting_path, "both")
+        self._talk_started[a.call_uuid] = self.clock()
+        logger.info("worker %s: call %s bridged to agent leg %s with greeting", self.s.agent, a.call_uuid, self.agent_leg)
+
+    def _claim(self, a: ClaimAgent) -> None:
+        self.stats.overflow_sent += 1
+        self._spawn(self._claim_loop, a, name=f"claim-{a.call_uuid[:8]}")
+
+    def _claim_loop(self, a: ClaimAgent) -> None:
+        """D7: ask for an idle agent until the 2-s deadline; the claimed agent's worker bridges."""
+        agent = None
+        while self.clock() < a.deadline and not self.stopping.is_set():
+            try:
+                agent = self.fast.claim(call_uuid=a.call_uuid, record_id=int(a.record["id"]),
+                                        min_skill=int(a.record.get("difficulty") or 0), exclude=[self.s.agent])
+            except ControllerError as exc:
+                logger.info("worker %s: claim for %s failed: %s", self.s.agent, a.call_uuid, exc)
+                agent = None
+            if agent is not None:
+                break
+            gevent.sleep(min(CLAIM_RETRY_S, max(0.0, a.deadline - self.clock())))
+        self.inbox.put(("claim", a.call_uuid, agent))
+        if agent is not None:
+            gevent.sleep(self.s.overflow_bridge_s)
+            self.inbox.put(("overflow_timeout", a.call_uuid, None))
+
+    def _abandon(self, a: Abandon) -> None:
+        self.stats.abandoned += 1
+        self._spawn(self._abandon_call, a.call_uuid, name=f"abandon-{a.call_uuid[:8]}")
+
+    def _abandon_call(self, uuid: str) -> None:
+        """X1: the abandon message to the party, then hang up."""
+        since = self.switch.seq
+        try:
+            self.switch.broadcast(uuid, self.s.abandon_message, "aleg")
+            self.switch.wait_for(uuid, "PLAYBACK_STOP", timeout=self.s.abandon_max_s, since=since)
+        except sw.ChannelHangup:
+            return
+        except sw.SwitchError as exc:
+            logger.info("worker %s: abandon message on %s: %s", self.s.agent, uuid, exc)
+        try:
+            self.switch.kill(uuid, "NORMAL_CLEARING")
+        except sw.SwitchError as exc:
+            logger.info("worker %s: hang-up of abandoned %s: %s", self.s.agent, uuid, exc)
+
+    def _report(self, a: ReportState) -> None:
+        self.kick_report.set()
+        self.kick_dial.set()
+
+    def _store(self, a: StoreResult) -> None:
+        call = a.call
+        self.store.record_result(call.result_payload(worker_agent=self.s.agent, iso=iso))
+        self.stats.results_stored += 1
+        self.kick_flush.set()
+        res = call.result()
+        if call.answered_at is not None and call.originated_at is not None:
+            if res is AttemptResult.ABANDONED:
+                self.pacer.call_abandoned(0.0)
+        elif call.originated_at is not None and call.ended_at is not None:
+            self.pacer.call_no_answer(call.ended_at - call.originated_at)
+
+    def _screen_pop(self, a: ScreenPop) -> None:
+        self.screen_pops.append(a.payload)
+        if self.on_screen_pop is not None:
+            self.on_screen_pop(a.payload)
+
+    _HANDLERS: dict = {
+        BridgeToAgent: _bridge_to_agent,
+        ClaimAgent: _claim,
+        Abandon: _abandon,
+        ReportState: _report,
+        StoreResult: _store,
+        ScreenPop: _screen_pop,
+    }
+
+    # -- inbox: switch and controller events, applied in order --------------------------
+
+    def _on_switch_event(self, ev) -> None:
+        """Runs in the switch's dispatcher: never block, just queue."""
+        self.inbox.put(("switch", ev.uuid, ev))
+
+    def _inbox_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                kind, uuid, payload = self.inbox.get(timeout=1.0)
+            except gevent.queue.Empty:
+                continue
+            try:
+                self._apply(kind, uuid, payload)
+            except UnknownCall:
+                logger.debug("worker %s: event %s for a finished call %s", self.s.agent, kind, uuid)
+
+    def _apply(self, kind: str, uuid: str, payload: Any) -> None:
+        now = self.clock()
+        core = self.core
+        if kind == "switch":
+            name = payload.name
+            if name in ("CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA"):
+                if uuid in core.calls:
+                    self._do(core.progress(uuid, now))
+            elif name == "CHANNEL_ANSWER":
+                if uuid in core.calls:
+                    call = core.calls[uuid]
+                    if call.ringing and call.originated_at is not None:
+                        self.pacer.call_answered(now - call.originated_at)
+                    self._do(core.answered(uuid, now))
+            elif name == "CHANNEL_BRIDGE":
+                call = core.calls.get(uuid)
+                if call is not None and call.state is CallState.CLAIMING:
+                    other = payload.get("Other-Leg-Unique-ID") or payload.get("Bridge-B-Unique-ID")
+                    self._do(core.bridged_elsewhere(uuid, None, now))
+                    logger.info("worker %s: overflow call %s bridged (other leg %s)", self.s.agent, uuid, other)
+            elif name == "CHANNEL_HANGUP_COMPLETE":
+                cause = payload.get("Hangup-Cause") or payload.variable("hangup_cause")
+                if uuid == core.talking_to and uuid in self._talk_started:
+                    self.pacer.talk_finished(now - self._talk_started.pop(uuid))
+                self._foreign.pop(uuid, None)
+                self._do(core.hangup(uuid, cause, now))
+        elif kind == "originate_failed":
+            self._do(core.originate_failed(uuid, payload, now))
+        elif kind == "claim":
+            self._do(core.claim_result(uuid, payload, now))
+        elif kind == "overflow_timeout":
+            self._do(core.overflow_timeout(uuid, now))
+        elif kind == "overflow":
+            self._take_overflow(uuid, payload, now)
+        elif kind == "agent_leg":
+            self._do(payload(now))
+        self.kick_dial.set()
+
+    def _take_overflow(self, uuid: str, record: dict, now: float) -> None:
+        """D7 receiving side: the controller claimed our agent for another worker's call."""
+        actions = self.core.take_overflow(uuid, record, now)
+        if not actions:
+            logger.warning("worker %s: overflow %s refused, agent is %s", self.s.agent, uuid, self.core.state.value)
+            return
+        self.stats.overflow_taken += 1
+        self._foreign[uuid] = record
+        self.switch.on_channel(uuid, self._on_switch_event)
+        self._do(actions)
+        # the call may have ended before we subscribed to it
+        if not self.switch.exists(uuid):
+            self._do(self.core.hangup(uuid, "NORMAL_CLEARING", self.clock()))
+
+    # -- agent leg -----------------------------------------------------------------------
+
+    def _agent_leg_loop(self) -> None:
+        """Keep the agent on a parked waiting leg; log in when it is up, out when it drops."""
+        delay = 1.0
+        while not self.stopping.is_set():
+            if not self.switch.wait_connected(timeout=5.0):
+                continue
+            uuid = new_uuid()
+            self.agent_leg_down.clear()
+            self.switch.on_channel(uuid, self._on_agent_leg_event)
+            try:
+                res = self.switch.originate(
+                    self.s.endpoint, app="park", uuid=uuid,
+                    variables={
+                        # keep the agent parked when the party hangs up (mod_dptools park_after_bridge)
+                        "park_after_bridge": "true",
+                        "hangup_after_bridge": "false",
+                        "ignore_early_media": "true",
+                        "dialer_role": "agent",
+                        "dialer_agent": self.s.agent,
+                    },
+                    originate_timeout=self.s.agent_answer_timeout_s,
+                )
+            except sw.SwitchError as exc:
+                res = None
+                logger.warning("worker %s: agent leg originate failed: %s", self.s.agent, exc)
+            if res is None or not res.ok:
+                self.switch.off_channel(uuid)
+                logger.warning("worker %s: agent %s did not answer (%s); retrying", self.s.agent, self.s.endpoint,
+                               getattr(res, "cause", None))
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            delay = 1.0
+            self.agent_leg = uuid
+            logger.info("worker %s: agent leg %s up on %s", self.s.agent, uuid, self.s.endpoint)
+            self.inbox.put(("agent_leg", uuid, self.core.login))
+            while not self.stopping.is_set() and not self.agent_leg_down.wait(1.0):
+                pass
+            self.agent_leg = None
+            if not self.stopping.is_set():
+                logger.warning("worker %s: agent leg %s hung up; logging the agent out", self.s.agent, uuid)
+                self.inbox.put(("agent_leg", uuid, self.core.logout))
+                self.stopping.wait(delay)
+
+    def _on_agent_leg_event(self, ev) -> None:
+        if ev.name == "CHANNEL_HANGUP_COMPLETE":
+            self.agent_leg_down.set()
+
+    # -- dialing ---------------------------------------------------------------------------
+
+    def _team(self, now: float) -> TeamSnapshot:
+        core = self.core
+        ringing = tuple(c.originated_at or now for c in core.calls.values() if c.ringing)
+        waiting = tuple(c.answered_at or now for c in core.calls.values() if c.state is CallState.CLAIMING)
+        state = core.state
+        if core.talking_to is not None and state in (AgentState.IDLE, AgentState.DIALING):
+            state = AgentState.TALKING
+        return TeamSnapshot(now, (AgentView(self.s.agent, state, core.machine.since),), ringing, waiting)
+
+    def _dial_loop(self) -> None:
+        while not self.stopping.is_set():
+            self.kick_dial.wait(self.s.dial_interval_s)
+            self.kick_dial.clear()
+            if self.stopping.is_set():
+                return
+            now = self.clock()
+            self._do(self.core.tick(now))
+            if not (self.campaign_active and self.switch.connected and self.core.may_dial()):
+                continue
+            n = self.pacer.lines_to_place(self._team(now))
+            if n <= 0:
+                continue
+            records = self.store.dialable(n)
+            if not records:
+                continue
+            records = self._dial_check(records)
+            for rec in records:
+                self._place(rec)
+
+    def _controller_suspect(self) -> bool:
+        down = self.controller_down_since
+        return down is not None and self.clock() - down < CONTROLLER_RECHECK_S
+
+    def _dial_check(self, records: list[dict]) -> list[dict]:
+        """D9/X1 right before dialing; with the controller down, the local window check (P10)."""
+        now = self.clock()
+        ok_ids: set[int] | None = None
+        if not self._controller_suspect():
+            try:
+                ok, refused = self.fast.dial_check([int(r["id"]) for r in records])
+                ok_ids = set(ok)
+                self.controller_down_since = None
+                for rid, reason in refused.items():
+                    self._refused(rid, reason, now)
+            except ControllerUnavailable:
+                self.controller_down_since = self.clock()
+            except ApiError as exc:
+                logger.warning("worker %s: dial-check refused the request: %s", self.s.agent, exc)
+                return []
+        out = []
+        for rec in records:
+            if ok_ids is not None and int(rec["id"]) not in ok_ids:
+                continue
+            if not within_window(rec, now):
+                self.stats.refused["local_window"] = self.stats.refused.get("local_window", 0) + 1
+                continue  # held; dialed later if its lease lasts
+            out.append(rec)
+        return out
+
+    def _refused(self, rid: int, reason: str, now: float) -> None:
+        self.stats.refused[reason] = self.stats.refused.get(reason, 0) + 1
+        if reason in ("dnc", "outside_hours"):
+            result = AttemptResult.DNC if reason == "dnc" else AttemptResult.OUTSIDE_HOURS
+            self.store.record_result({
+                "client_id": new_client_id(), "record_id": rid, "result": result.value, "call_uuid": None,
+                "agent": self.s.agent, "started_at": iso(now), "answered_at": None, "connected_at": None,
+                "ended_at": iso(now), "hangup_cause": None, "disposition": None, "abandoned": False,
+            })
+            self.kick_flush.set()
+        else:
+            self.store.drop(rid)
+
+    def _place(self, rec: dict) -> None:
+        # D6: re-check right before the originate (the dial-check yielded to other greenlets)
+        if not (self.core.may_dial() and self.campaign_active and not self.stopping.is_set()):
+            return
+        uuid = new_uuid()
+        try:
+            client_id = self.store.mark_dialing(int(rec["id"]), uuid, agent=self.s.agent)
+        except ContingencyError as exc:
+            logger.info("worker %s: record %s not dialable: %s", self.s.agent, rec.get("id"), exc)
+            return
+        call = Call(uuid, rec, client_id)
+        self._do(self.core.placed(call, self.clock()))
+        self.stats.dialed_while_talking = self.core.dialed_while_talking
+        self.stats.placed += 1
+        self.pacer.call_placed()
+        self.switch.on_channel(uuid, self._on_switch_event)
+        self._spawn(self._originate, call, name=f"orig-{uuid[:8]}")
+
+    def _originate(self, call: Call) -> None:
+        rec = call.record
+        variables = {
+            "ignore_early_media": "true",
+            "dialer_record_id": rec["id"],
+            "dialer_worker": self.s.agent,
+            "dialer_agent": self.s.agent,
+            "dialer_client_id": call.client_id,
+        }
+        if self.s.campaign:
+            variables["dialer_campaign"] = self.s.campaign
+        try:
+            res = self.switch.originate(
+                self.s.dial_template.format(number=rec["number"]), app="park", uuid=call.call_uuid,
+                variables=variables, cid_name=self.s.caller_id_name, cid_num=self.s.caller_id_number,
+                originate_timeout=self.s.originate_timeout_s,
+            )
+        except sw.SwitchError as exc:
+            logger.warning("worker %s: originate %s for record %s failed: %s", self.s.agent, call.call_uuid, rec["id"], exc)
+            self.inbox.put(("originate_failed", call.call_uuid, "NORMAL_TEMPORARY_FAILURE"))
+            return
+        except ValueError as exc:  # the command builder refused the number or a variable
+            logger.warning("worker %s: record %s not dialable: %s", self.s.agent, rec["id"], exc)
+            self.inbox.put(("originate_failed", call.call_uuid, "INVALID_NUMBER_FORMAT"))
+            return
+        if not res.ok:
+            self.inbox.put(("originate_failed", call.call_uuid, res.cause or "UNKNOWN"))
+
+    # -- controller ------------------------------------------------------------------------
+
+    def _lease_loop(self) -> None:
+        delay = 0.5
+        while not self.stopping.is_set():
+            try:
+                self.store.expire()
+                if self.store.held_count() < self.s.low_water and self.campaign_active:
+                    flush(self.store, self.client)  # results first: never re-lease what we just dialed
+                    got = self.client.lease(self.s.lease_batch)
+                    n = self.store.add_leased(got.get("records") or [], got.get("lease_seconds"))
+                    delay = 0.5
+                    if n:
+                        self.kick_dial.set()
+                        continue
+                    self.stopping.wait(2.0)  # nothing to lease now
+                    continue
+            except ControllerError as exc:
+                logger.info("worker %s: lease failed: %s", self.s.agent, exc)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.stopping.wait(0.5)
+
+    def _flush_loop(self) -> None:
+        delay = 0.5
+        while not self.stopping.is_set():
+            self.kick_flush.wait(1.0)
+            self.kick_flush.clear()
+            try:
+                flush(self.store, self.client)
+                delay = 0.5
+            except ControllerError as exc:
+                logger.info("worker %s: results kept locally (%s)", self.s.agent, exc)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _heartbeat_loop(self) -> None:
+        while not self.stopping.is_set():
+            self.kick_report.wait(self.s.heartbeat_s)
+            self.kick_report.clear()
+            if self.stopping.is_set():
+                return
+            state = self.core.state
+            try:
+                reply = self.client.heartbeat(state.value, self.core.active_calls)
+                self.reported_state = state
+                status = (reply or {}).get("campaign_status")
+                if status:
+                    self._campaign_status(status)
+            except ControllerError as exc:
+                logger.info("worker %s: heartbeat failed: %s", self.s.agent, exc)
+                self.kick_report.set()  # report again as soon as possible
+                self.stopping.wait(1.0)
+
+    def _campaign_status(self, status: str) -> None:
+        active = status == "active"
+        if active != self.campaign_active:
+            logger.info("worker %s: campaign is %s", self.s.agent, status)
+        self.campaign_active = active
+
+    def _events_loop(self) -> None:
+        self.client.listen_events(self._on_controller_event, stop=self.stopping)
+
+    def _on_controller_event(self, ev: SseEvent) -> None:
+        data = ev.data if isinstance(ev.data, dict) else {}
+        if ev.event == "overflow" and data.get("call_uuid"):
+            self.inbox.put(("overflow", str(data["call_uuid"]), data.get("record") or {}))
+        elif ev.event == "campaign" and data.get("status"):
+            self._campaign_status(str(data["status"]))
+
+
+class WorkerHost:
+    """Many agent workers in one process, sharing one Switch (D11)."""
+
+    def __init__(self, settings: list[WorkerSettings], switch: "sw.Switch", **kw: Any) -> None:
+        self.switch = switch
+        self.workers = [AgentWorker(s, switch, **kw) for s in settings]
+
+    def start(self) -> "WorkerHost":
+        for w in self.workers:
+            w.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        group = gevent.pool.Group()
+        for w in self.workers:
+            group.spawn(w.stop, timeout)
+        group.join(timeout=timeout * 2)
