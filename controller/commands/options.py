@@ -24,6 +24,20 @@ def silent_option(func):
 
 def open_database(url: str) -> Database:
     """A Database that has been checked to be migrated (else a clear error)."""
-    db = Database(url)
-    db.check_migrated()
+    from sqlalchemy.exc import OperationalError  # local: keep option import cheap
+
+    from ..db import NotMigratedError
+
+    try:
+        db = Database(url)
+    except Exception as err:  # bad URL, missing driver: one line, no traceback
+        raise click.ClickException(f"cannot use database {url!r}: {err}") from err
+    try:
+        db.check_migrated()
+    except NotMigratedError as err:
+        db.dispose()
+        raise click.ClickException(str(err)) from err
+    except OperationalError as err:
+        db.dispose()
+        raise click.ClickException(f"cannot open the database: {err.orig}") from err
     return db

@@ -1,0 +1,489 @@
+"""Loading call records from CSV into a campaign's pool (SPEC P1, D9).
+
+Pipeline, all streaming with bounded memory::
+
+    CsvSource (rows, line numbers)  ->  chunks of CHUNK_ROWS
+      -> numberpool.parse_in_order (E.164 + validity; worker processes for big files)
+      -> parent, in file order: duplicates in the file (a set of ints), then per
+         chunk one transaction: DNC look-up, "already in campaign" look-up,
+         city/state/time zone (per-prefix cache), insert (Core executemany on
+         SQLite, COPY on PostgreSQL)
+      -> rejects CSV beside the input: line, reason, original fields
+
+Every decision that depends on order (which of two equal numbers is the
+duplicate) is made in the parent in file order, so the result is the same
+with one process or many.  Re-running a load is safe: numbers already in the
+campaign are counted as duplicates and the unique (campaign, number) index
+backs that up against a concurrent loader.
+"""
+from __future__ import annotations
+
+import collections
+import csv
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Optional, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from esl_dialer.messages import RecordStatus
+
+from .. import numbers
+from ..db import Database
+from ..errors import InvalidInput
+from ..models import CallRecord, Campaign, Pool, utcnow
+from . import numberpool
+from .campaigns import get_campaign_in, get_or_create_pool
+from .csvfiles import BadRow, CsvSource, Row, normalise_header
+from .dnc import LOOKUP_BATCH, dnc_hits
+
+logger = logging.getLogger(__name__)
+
+CHUNK_ROWS = 5000
+#: files at least this big are parsed by a process pool
+PARALLEL_MIN_BYTES = 2 * 1024 * 1024
+
+#: target fields; ``extra`` keeps the column in the record's JSON, ``ignore`` drops it
+FIELDS = ("number", "name", "first_name", "last_name", "city", "region", "priority", "difficulty",
+          "extra", "ignore")
+#: header aliases (normalised: lower case, spaces/dashes -> _), first match wins
+ALIASES: dict[str, tuple[str, ...]] = {
+    "number": ("number", "phone", "phone_number", "phonenumber", "telephone", "telephone_number", "tel",
+               "mobile", "mobile_number", "cell", "cell_phone", "msisdn", "contact_number", "phone1"),
+    "name": ("name", "full_name", "fullname", "contact_name", "customer_name"),
+    "first_name": ("first_name", "firstname", "first", "given_name", "forename"),
+    "last_name": ("last_name", "lastname", "last", "surname", "family_name"),
+    "city": ("city", "town", "locality"),
+    "region": ("state", "region", "province", "st", "state_code", "county"),
+    "priority": ("priority",),
+    "difficulty": ("difficulty",),
+}
+LIMITS = {"name": 200, "city": 120, "region": 120}
+TIMEZONE_MAX = 200  # call_record.timezone column
+
+REASON_DUPLICATE_FILE = "duplicate of an earlier row in this file"
+REASON_DNC = "on the do-not-call list"
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnPlan:
+    header: tuple[str, ...]
+    number: int
+    name: Optional[int] = None
+    first_name: Optional[int] = None
+    last_name: Optional[int] = None
+    city: Optional[int] = None
+    region: Optional[int] = None
+    priority: Optional[int] = None
+    difficulty: Optional[int] = None
+    extra: tuple[tuple[int, str], ...] = ()
+
+    def describe(self) -> str:
+        parts = [f"{self.header[getattr(self, f)]}->{f}" for f in FIELDS[:8] if getattr(self, f) is not None]
+        if self.extra:
+            parts.append("extra: " + ", ".join(k for _, k in self.extra))
+        return "; ".join(parts)
+
+
+@dataclasses.dataclass
+class LoadSummary:
+    file: str
+    campaign: str
+    pool: str
+    loaded: int = 0
+    duplicate: int = 0
+    dnc: int = 0
+    invalid: int = 0
+    rejected: int = 0  # unreadable rows and bad field values
+    total: int = 0
+    seconds: float = 0.0
+    rejects_file: Optional[str] = None
+    invalid_reasons: dict[str, int] = dataclasses.field(default_factory=dict)
+    workers: int = 1
+    columns: str = ""
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.total / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self) | {"rows_per_second": round(self.rows_per_second, 1)}
+
+    def lines(self) -> list[str]:
+        """The human summary the CLI prints."""
+        out = [
+            f"campaign {self.campaign!r}, pool {self.pool!r}: {self.loaded} loaded of {self.total} rows "
+            f"in {self.seconds:.1f} s",
+            f"  loaded     {self.loaded}",
+            f"  duplicate  {self.duplicate}",
+            f"  DNC        {self.dnc}",
+            f"  invalid    {self.invalid}"
+            + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(self.invalid_reasons.items())) + ")"
+               if self.invalid_reasons else ""),
+            f"  rejected   {self.rejected}",
+            f"  total      {self.total}",
+        ]
+        if self.rejects_file:
+            out.append(f"rejected rows with line numbers and reasons: {self.rejects_file}")
+        return out
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def parse_mapping(items: Sequence[str]) -> dict[str, str]:
+    """``["Tel=number", "Nom=name"]`` (the CLI's ``--map``) -> dict; InvalidInput on bad items."""
+    mapping: dict[str, str] = {}
+    for item in items:
+        column, sep, field = item.rpartition("=")
+        column, field = column.strip(), field.strip().lower()
+        if not sep or not column or not field:
+            raise InvalidInput(f"--map takes COLUMN=FIELD, got {item!r}", field="map")
+        mapping[column] = field
+    return mapping
+
+
+def plan_columns(header: Sequence[str], mapping: Optional[Mapping[str, str]] = None) -> ColumnPlan:
+    """Decide which column feeds which field: explicit mapping first, then header aliases."""
+    header = [h if h else f"column_{i + 1}" for i, h in enumerate(header)]
+    seen: dict[str, int] = {}
+    for i, h in enumerate(header):  # duplicate header names get a suffix
+        if h in seen:
+            header[i] = f"{h}_{i + 1}"
+        seen[h] = i
+    normalised = [normalise_header(h) for h in header]
+    chosen: dict[str, int] = {}
+    taken: dict[int, str] = {}
+    for column, field in (mapping or {}).items():
+        if field not in FIELDS:
+            raise InvalidInput(f"--map {column}={field}: unknown field {field!r} "
+                               f"(one of {', '.join(FIELDS)})", field="map")
+        if column in header:
+            index = header.index(column)
+        elif normalise_header(column) in normalised:
+            index = normalised.index(normalise_header(column))
+        else:
+            raise InvalidInput(f"--map {column}={field}: no column {column!r} in the header "
+                               f"(columns: {', '.join(header)})", field="map")
+        if field not in ("extra", "ignore"):
+            if field in chosen:
+                raise InvalidInput(f"--map: two columns map to {field!r}", field="map")
+            chosen[field] = index
+        taken[index] = field
+    for field, aliases in ALIASES.items():
+        if field in chosen:
+            continue
+        for alias in aliases:
+            if alias in normalised and normalised.index(alias) not in taken:
+                index = normalised.index(alias)
+                chosen[field] = index
+                taken[index] = field
+                break
+    if "number" not in chosen:
+        raise InvalidInput(
+            f"no phone number column in the header (columns: {', '.join(header)}); name it phone or "
+            "number, or use --map COLUMN=number", field="map")
+    extra = tuple((i, header[i]) for i in range(len(header)) if i not in taken or taken[i] == "extra")
+    return ColumnPlan(header=tuple(header), extra=extra, **chosen)
+
+
+# --------------------------------------------------------------------------- rejects
+
+
+class RejectsWriter:
+    """``<input>.rejects.csv``: line, reason, the original fields. Created on first reject."""
+
+    def __init__(self, path: Path, header: Sequence[str]) -> None:
+        self.path = path
+        self.header = list(header)
+        self._file = None
+        self._writer = None
+        self.count = 0
+        try:
+            path.unlink(missing_ok=True)  # a stale file from an earlier run would mislead
+        except OSError as err:
+            raise InvalidInput(f"cannot replace rejects file {path}: {err.strerror}", field="file") from None
+
+    def write(self, line: int, reason: str, fields: Sequence[str]) -> None:
+        if self._writer is None:
+            try:
+                self._file = open(self.path, "w", encoding="utf-8", newline="")
+            except OSError as err:
+                raise InvalidInput(f"cannot write rejects file {self.path}: {err.strerror}",
+                                   field="file") from None
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(["line", "reason", *self.header])
+        self._writer.writerow([line, reason, *fields])
+        self.count += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+# --------------------------------------------------------------------------- inserts
+
+COLUMNS = ("campaign_id", "pool_id", "number", "name", "city", "region", "country", "timezone", "extra",
+           "status", "priority", "difficulty", "attempts", "is_callback", "created_at", "updated_at")
+
+
+def _insert_sqlite(session: Session, rows: list[tuple]) -> None:
+    stmt = sqlite.insert(CallRecord.__table__).on_conflict_do_nothing(index_elements=["campaign_id", "number"])
+    session.execute(stmt, [dict(zip(COLUMNS, r)) for r in rows])
+
+
+def _insert_postgres(session: Session, rows: list[tuple]) -> None:
+    """COPY (about twice an executemany); falls back to INSERT .. ON CONFLICT if a
+    concurrent loader inserted one of these numbers first."""
+    status_index = COLUMNS.index("status")
+    extra_index = COLUMNS.index("extra")
+    copy_sql = f"COPY call_record ({', '.join(COLUMNS)}) FROM STDIN"
+    try:
+        with session.begin_nested():
+            driver = session.connection().connection.driver_connection
+            with driver.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                for r in rows:
+                    r = list(r)
+                    r[status_index] = r[status_index].value
+                    if r[extra_index] is not None:
+                        r[extra_index] = json.dumps(r[extra_index])
+                    copy.write_row(r)
+    except Exception as err:  # psycopg.errors.UniqueViolation, raised by the driver itself
+        if type(err).__name__ != "UniqueViolation":
+            raise
+        logger.info("COPY hit a concurrent insert; retrying batch with ON CONFLICT DO NOTHING")
+        stmt = postgresql.insert(CallRecord.__table__).on_conflict_do_nothing(
+            index_elements=["campaign_id", "number"])
+        session.execute(stmt, [dict(zip(COLUMNS, r)) for r in rows])
+
+
+def _existing(session: Session, campaign_id: int, e164s: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(e164s), LOOKUP_BATCH):
+        part = e164s[start : start + LOOKUP_BATCH]
+        found.update(session.scalars(
+            sa.select(CallRecord.number).where(CallRecord.campaign_id == campaign_id, CallRecord.number.in_(part))
+        ))
+    return found
+
+
+# --------------------------------------------------------------------------- the loader
+
+
+def _clip(value: Optional[str], field: str) -> Optional[str]:
+    if value is None:
+        return None
+    value = value.strip()
+    return value[: LIMITS[field]] or None
+
+
+def _int_field(fields: Sequence[str], index: Optional[int], default: int, what: str) -> int:
+    if index is None or index >= len(fields) or not fields[index].strip():
+        return default
+    try:
+        return int(fields[index].strip())
+    except ValueError:
+        raise ValueError(f"{what} must be a whole number, got {fields[index][:40]!r}") from None
+
+
+def _chunks(reader: CsvSource, plan: ColumnPlan) -> Iterator[tuple[list, list[str]]]:
+    """(payload rows incl. bad rows, raw numbers of the good rows) per CHUNK_ROWS rows."""
+    payload: list = []
+    raws: list[str] = []
+    number_index = plan.number
+    for row in reader:
+        payload.append(row)
+        if isinstance(row, Row):
+            fields = row.fields
+            raws.append(fields[number_index] if number_index < len(fields) else "")
+        if len(payload) >= CHUNK_ROWS:
+            yield payload, raws
+            payload, raws = [], []
+    if payload:
+        yield payload, raws
+
+
+def load_leads(
+    db: Database,
+    path: str | Path,
+    campaign: str | int | Campaign,
+    pool: str,
+    *,
+    default_region: Optional[str] = None,
+    mapping: Optional[Mapping[str, str]] = None,
+    delimiter: Optional[str] = None,
+    progress: Optional[Callable[[int], None]] = None,
+    workers: Optional[int] = None,
+    rejects_path: Optional[str | Path] = None,
+) -> LoadSummary:
+    """Load a CSV of call records into ``pool`` (created if missing) of ``campaign``.
+
+    ``progress(n)`` is called with the number of characters consumed since the
+    last call (the file size in total), for a progress bar.  ``workers``: parse
+    processes (default: one per core for files over 2 MiB, else in-process).
+    Raises InvalidInput / NotFound for problems with the whole file; problems
+    with single rows go to the rejects file and the summary.
+    """
+    started = time.perf_counter()
+    path = Path(path)
+    with db.session() as session:
+        c = get_campaign_in(session, campaign)
+        campaign_id, campaign_name = c.id, c.name
+        region = (default_region or c.default_region or "").upper() or None
+    if region and not numbers.valid_region(region):
+        raise InvalidInput(f"unknown region {default_region!r} (use an ISO code like US, GB)",
+                           field="default_region")
+    with CsvSource(path, delimiter) as reader:
+        plan = plan_columns(reader.header or [], mapping)
+        pool_obj, created = get_or_create_pool(db, campaign_id, pool)
+        if created:
+            logger.info("load: created pool %s in campaign %s", pool_obj.name, campaign_name)
+        if workers is None:
+            workers = numberpool.default_workers() if reader.size >= PARALLEL_MIN_BYTES else 1
+        summary = LoadSummary(str(path), campaign_name, pool_obj.name, workers=workers,
+                              columns=plan.describe())
+        rejects = RejectsWriter(Path(rejects_path) if rejects_path else path.with_name(path.name + ".rejects.csv"),
+                                plan.header)
+        insert = _insert_postgres if db.dialect == "postgresql" else _insert_sqlite
+        loader = _ChunkLoader(plan, campaign_id, campaign_name, pool_obj, summary, rejects, insert)
+        reported = 0
+        try:
+            for payload, results in numberpool.parse_in_order(_chunks(reader, plan), region, workers):
+                with db.session() as session:
+                    loader.load_chunk(session, payload, results)
+                if progress is not None:
+                    now_read = reader.chars_read
+                    progress(now_read - reported)
+                    reported = now_read
+        finally:
+            rejects.close()
+        if progress is not None and reader.size > reported:
+            progress(reader.size - reported)
+    summary.rejects_file = str(rejects.path) if rejects.count else None
+    summary.invalid_reasons = dict(loader.reasons)
+    summary.seconds = round(time.perf_counter() - started, 3)
+    logger.info("load %s into %s/%s: %s loaded, %s duplicate, %s DNC, %s invalid, %s rejected of %s in %.1f s",
+                path, campaign_name, summary.pool, summary.loaded, summary.duplicate, summary.dnc,
+                summary.invalid, summary.rejected, summary.total, summary.seconds)
+    return summary
+
+
+class _ChunkLoader:
+    """Parent-side decisions for one chunk at a time (file order)."""
+
+    def __init__(self, plan: ColumnPlan, campaign_id: int, campaign_name: str, pool: Pool,
+                 summary: LoadSummary, rejects: RejectsWriter, insert) -> None:
+        self.plan = plan
+        self.campaign_id = campaign_id
+        self.pool_id = pool.id
+        self.pool_difficulty = pool.difficulty
+        self.summary = summary
+        self.rejects = rejects
+        self.insert = insert
+        self.reason_existing = f"already in campaign {campaign_name}"
+        self.seen: set[int] = set()  # E.164 digits as ints: ~half the memory of strings
+        self.reasons: collections.Counter = collections.Counter()
+
+    def load_chunk(self, session: Session, payload: list, results: list) -> None:
+        s = self.summary
+        pending: list[tuple[int, str, list[str]]] = []  # written sorted by line at the end
+
+        def reject(line: int, reason: str, fields: list[str]) -> None:
+            pending.append((line, reason, fields))
+
+        try:
+            self._decide(session, payload, results, reject)
+        finally:
+            pending.sort(key=lambda r: r[0])
+            for line, reason, fields in pending:
+                self.rejects.write(line, reason, fields)
+
+    def _decide(self, session: Session, payload: list, results: list, reject) -> None:
+        s = self.summary
+        candidates: list[tuple[Row, tuple]] = []
+        result_iter = iter(results)
+        seen = self.seen
+        for row in payload:
+            s.total += 1
+            if isinstance(row, BadRow):
+                s.rejected += 1
+                reject(row.line, row.reason, row.fields)
+                continue
+            result = next(result_iter)
+            e164 = result[0]
+            if e164 is None:
+                s.invalid += 1
+                self.reasons[result[1]] += 1
+                reject(row.line, f"invalid number: {result[2]}", row.fields)
+                continue
+            key = int(e164[1:])
+            if key in seen:
+                s.duplicate += 1
+                reject(row.line, REASON_DUPLICATE_FILE, row.fields)
+                continue
+            seen.add(key)
+            candidates.append((row, result))
+        if not candidates:
+            return
+        e164s = [r[0] for _, r in candidates]
+        on_dnc = dnc_hits(session, e164s)
+        existing = _existing(session, self.campaign_id, e164s)
+        now = utcnow()
+        rows: list[tuple] = []
+        for row, (e164, country, geographical) in candidates:
+            if e164 in on_dnc:
+                s.dnc += 1
+                reject(row.line, REASON_DNC, row.fields)
+                continue
+            if e164 in existing:
+                s.duplicate += 1
+                reject(row.line, self.reason_existing, row.fields)
+                continue
+            try:
+                record = self._record(row.fields, e164, country, geographical, now)
+            except ValueError as err:
+                s.rejected += 1
+                reject(row.line, str(err), row.fields)
+                continue
+            rows.append(record)
+        if rows:
+            self.insert(session, rows)
+            s.loaded += len(rows)
+
+    def _record(self, fields: list[str], e164: str, country: str, geographical: bool, now) -> tuple:
+        plan = self.plan
+        n = len(fields)
+
+        def get(index: Optional[int]) -> Optional[str]:
+            return fields[index] if index is not None and index < n else None
+
+        name = get(plan.name)
+        if name is None and (plan.first_name is not None or plan.last_name is not None):
+            name = " ".join(p.strip() for p in (get(plan.first_name), get(plan.last_name)) if p and p.strip())
+        location = numbers.describe(numbers.ParsedNumber(e164, country, geographical))
+        timezone = location.timezone_text
+        if timezone and len(timezone) > TIMEZONE_MAX:
+            # e.g. NANP toll-free: 40+ zones. No usable local time: the campaign zone applies (X1).
+            timezone = None
+        extra = {key: fields[i] for i, key in plan.extra if i < n and fields[i] != ""}
+        for i in range(len(plan.header), n):  # fields beyond the header
+            if fields[i] != "":
+                extra[f"column_{i + 1}"] = fields[i]
+        return (
+            self.campaign_id, self.pool_id, e164,
+            _clip(name, "name"),
+            _clip(get(plan.city), "city") or location.city,
+            _clip(get(plan.region), "region") or location.region,
+            country or None,
+            timezone,
+            extra or None,
+            RecordStatus.READY,
+            _int_field(fields, plan.priority, 0, "priority"),
+            _int_field(fields, plan.difficulty, self.pool_difficulty, "difficulty"),
+            0, False, now, now,
+        )

@@ -1,0 +1,77 @@
+"""Parse chunks of raw numbers, in worker processes when the input is large.
+
+Number validation is the loader's bottleneck (~30k numbers/s per core), so a
+big file is parsed by a process pool over chunks.  Only the light layer,
+:func:`controller.numbers.parse_number`, runs in the workers (no 100 MB
+geocoder data per process); results come back **in submission order**, so the
+parent makes every order-dependent decision (duplicates, DNC) exactly as a
+single process would.  At most ``2 * workers + 2`` chunks are in flight, which
+bounds memory whatever the file size.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+from typing import Generic, Iterable, Iterator, Optional, Sequence, TypeVar
+
+from .. import numbers
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: (e164, country, geographical) for a valid number, (None, reason, message) otherwise
+ParseResult = tuple
+
+
+def parse_chunk(raws: Sequence[str], default_region: Optional[str]) -> list[ParseResult]:
+    """Runs in a worker process: plain tuples pickle small and fast."""
+    out: list[ParseResult] = []
+    append = out.append
+    parse = numbers.parse_number
+    for raw in raws:
+        result = parse(raw, default_region)
+        if result:
+            append((result.e164, result.country, result.geographical))
+        else:
+            append((None, result.reason.value, result.message))
+    return out
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def parse_in_order(
+    chunks: Iterable[tuple[T, Sequence[str]]],
+    default_region: Optional[str],
+    workers: int = 1,
+) -> Iterator[tuple[T, list[ParseResult]]]:
+    """For each ``(payload, raw_numbers)`` yield ``(payload, results)`` in input order.
+
+    ``workers <= 1`` parses in this process (no start-up cost for small files).
+    Worker processes are started with ``spawn``: no inherited database handles,
+    gevent hubs or threads, whatever the parent holds.
+    """
+    if workers <= 1:
+        for payload, raws in chunks:
+            yield payload, parse_chunk(raws, default_region)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    pending: collections.deque = collections.deque()
+    limit = 2 * workers + 2
+    executor = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    try:
+        for payload, raws in chunks:
+            pending.append((payload, executor.submit(parse_chunk, list(raws), default_region)))
+            while len(pending) >= limit:
+                done_payload, future = pending.popleft()
+                yield done_payload, future.result(timeout=600)
+        while pending:
+            done_payload, future = pending.popleft()
+            yield done_payload, future.result(timeout=600)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
