@@ -287,7 +287,7 @@ class _Connection(InboundESL):
                         logger.warning("ESL read from %s:%s failed: %s", self.host, self.port, exc)
                     break
                 if not data:
-                    if self._run:
+                    if self._run and not owner._closing:
                         logger.warning("ESL connection to %s:%s closed by the server", self.host, self.port)
                     break
                 try:
@@ -298,7 +298,10 @@ class _Connection(InboundESL):
                     break
                 if frames:
                     self._handle_frames(frames)
-                    owner._after_batch()
+                    if owner._after_batch():
+                        # Let the dispatcher run between socket reads: recv on a
+                        # busy socket returns without ever yielding to the hub.
+                        gevent.sleep(0)
         finally:
             self.stop()
 
@@ -595,7 +598,8 @@ class Switch:
         if self._any_handlers or ev.channel_key in self._handlers or (uuid is not None and uuid in self._channel_handlers):
             self._backlog.append(ev)
 
-    def _after_batch(self) -> None:
+    def _after_batch(self) -> bool:
+        """Reader bookkeeping after a batch of frames; True when handlers have work."""
         backlog = len(self._backlog)
         if backlog:
             if backlog > self.stats["max_backlog"]:
@@ -610,6 +614,7 @@ class Switch:
                 if ch is None or not ch.waiters:
                     self._channels.pop(uuid, None)
                     self._channel_handlers.pop(uuid, None)
+        return backlog > 0
 
     def _dispatch_loop(self) -> None:
         backlog = self._backlog

@@ -51,20 +51,18 @@ def parse_header_block(block: bytes, *, encoded: bool = True) -> dict[str, str]:
 
     Lines without ``": "`` are ignored (they cannot be headers; a garbage line
     must not shift the following ones). The first occurrence of a name wins,
-    which matters for event bodies that repeat ``Content-Length``.
+    which matters for event bodies that repeat ``Content-Length``. Decoding
+    the block to text first is safe: ``%0A`` only becomes a newline inside
+    ``unquote``, after the split.
     """
     headers: dict[str, str] = {}
-    for line in block.split(b"\n"):
-        name, sep, value = line.partition(b": ")
-        if not sep:
+    for line in block.decode("utf-8", "replace").split("\n"):
+        name, sep, value = line.partition(": ")
+        if not sep or name in headers:
             continue
-        key = name.decode("utf-8", "replace").strip()
-        if key in headers:
-            continue
-        if encoded:
-            headers[key] = _decode(value.rstrip(b"\r"))
-        else:
-            headers[key] = value.rstrip(b"\r").decode("utf-8", "replace")
+        if value.endswith("\r"):
+            value = value[:-1]
+        headers[name] = unquote(value) if encoded and "%" in value else value
     return headers
 
 
