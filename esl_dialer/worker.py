@@ -100,6 +100,7 @@ class WorkerSettings:
     abandon_max_s: float = 15.0  # abandon message longest play before the hang-up
     agent_answer_timeout_s: int = 30
     http_timeout_s: float = 3.0
+    console_password: Optional[str] = None  # agent console login (D5); no console for this agent when unset
 
     @property
     def endpoint(self) -> str:
@@ -137,6 +138,7 @@ class AgentWorker:
         client: ControllerClient | None = None,
         clock: Callable[[], float] = time.time,
         on_screen_pop: Callable[[dict], Any] | None = None,
+        on_state: Callable[[str, AgentState], Any] | None = None,
     ) -> None:
         self.s = settings
         self.switch = switch
@@ -149,6 +151,7 @@ class AgentWorker:
         self.pacer = make_pacer(PacingConfig(mode=settings.mode, ratio=settings.ratio, abandon_target=settings.abandon_target,
                                              abandon_aim=min(0.025, settings.abandon_target)), clock)
         self.on_screen_pop = on_screen_pop
+        self.on_state = on_state
         self.screen_pops: deque[dict] = deque(maxlen=100)
         self.stats = WorkerStats()
         self.group = gevent.pool.Group()
@@ -277,6 +280,8 @@ class AgentWorker:
     def _report(self, a: ReportState) -> None:
         self.kick_report.set()
         self.kick_dial.set()
+        if self.on_state is not None:
+            self.on_state(self.s.agent, a.state)
 
     def _store(self, a: StoreResult) -> None:
         call = a.call
@@ -616,18 +621,48 @@ class AgentWorker:
 
 
 class WorkerHost:
-    """Many agent workers in one process, sharing one Switch (D11)."""
+    """Many agent workers in one process, sharing one Switch (D11), and their agent console (D5)."""
 
-    def __init__(self, settings: list[WorkerSettings], switch: "sw.Switch", **kw: Any) -> None:
+    def __init__(self, settings: list[WorkerSettings], switch: "sw.Switch", *,
+                 console: tuple[str, int] | None = None, **kw: Any) -> None:
+        from .console import PopHub
+
         self.switch = switch
-        self.workers = [AgentWorker(s, switch, **kw) for s in settings]
+        self.hub = PopHub()
+        self.workers = [
+            AgentWorker(s, switch, on_screen_pop=lambda p, a=s.agent: self.hub.publish(a, "pop", p),
+                        on_state=lambda a, st: self.hub.publish(a, "state", {"state": st.value}), **kw)
+            for s in settings
+        ]
+        self.by_agent = {w.s.agent: w for w in self.workers}
+        self.console_addr = console
+        self.console_server = None
 
     def start(self) -> "WorkerHost":
         for w in self.workers:
             w.start()
+        if self.console_addr is not None:
+            self._start_console()
         return self
 
+    def _start_console(self) -> None:
+        from gevent.pywsgi import WSGIServer
+        from werkzeug.security import generate_password_hash
+
+        from .console import create_console_app
+
+        passwords = {s.agent: generate_password_hash(s.console_password)
+                     for s in (w.s for w in self.workers) if s.console_password}
+        if not passwords:
+            logger.warning("agent console: no agent has a console_password; nobody can log in")
+        app = create_console_app(self.hub, passwords, lambda a: (w.core.state.value if (w := self.by_agent.get(a)) else None))
+        self.console_server = WSGIServer(self.console_addr, app, log=None)
+        self.console_server.start()
+        logger.info("agent console on http://%s:%s/", self.console_addr[0], self.console_server.server_port)
+
     def stop(self, timeout: float = 5.0) -> None:
+        if self.console_server is not None:
+            self.console_server.stop(timeout=1)
         group = gevent.pool.Group()
         for w in self.workers:
             group.spawn(w.stop, timeout)

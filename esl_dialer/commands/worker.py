@@ -97,8 +97,9 @@ def build_settings(opts: dict[str, Any], config: dict[str, Any] | None) -> tuple
 @click.option("--abandon-message", help="Sound file played on every abandon (X1).")
 @click.option("--campaign", help="Campaign name, set as a channel variable on every call.")
 @click.option("--wrapup", "wrapup_s", type=float, help="Wrap-up seconds after each call.")
+@click.option("--console", "console_addr", help="Serve the agent console (screen pop, D5) on host:port, e.g. 127.0.0.1:8090.")
 @click.pass_context
-def worker_group(ctx: click.Context, config_path: str | None, **opts: Any) -> None:
+def worker_group(ctx: click.Context, config_path: str | None, console_addr: str | None, **opts: Any) -> None:
     """Run dialing workers for agents (without a subcommand)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -109,10 +110,12 @@ def worker_group(ctx: click.Context, config_path: str | None, **opts: Any) -> No
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise click.ClickException(f"cannot read {config_path}: {exc}") from exc
     settings, (host, port), password = build_settings(opts, config)
-    run(settings, host, port, password)
+    console_addr = console_addr or (config or {}).get("console")
+    console = parse_hostport(str(console_addr), 8090) if console_addr else None
+    run(settings, host, port, password, console)
 
 
-def run(settings: list, host: str, port: int, password: str) -> None:
+def run(settings: list, host: str, port: int, password: str, console: tuple[str, int] | None = None) -> None:
     from .. import switch as sw
     from ..worker import WorkerHost
 
@@ -121,7 +124,7 @@ def run(settings: list, host: str, port: int, password: str) -> None:
         switch.start()
     except sw.SwitchError as exc:
         raise click.ClickException(f"cannot reach the switch at {host}:{port}: {exc}") from exc
-    host_ = WorkerHost(settings, switch).start()
+    host_ = WorkerHost(settings, switch, console=console).start()
     done = gevent.event.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(sig, done.set)
