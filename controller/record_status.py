@@ -73,3 +73,66 @@ def bulk_set_status(
         .execution_options(synchronize_session=False)
     )
     return session.execute(stmt).rowcount
+
+
+def bulk_set_status_returning(
+    session: Session,
+    new: S,
+    where: Iterable[sa.ColumnElement[bool]],
+    from_statuses: Iterable[S],
+    returning: Iterable[sa.ColumnElement],
+    **values,
+) -> list[sa.Row]:
+    """Like :func:`bulk_set_status` but returns the changed rows' ``returning`` columns
+    (UPDATE ... RETURNING: PostgreSQL, SQLite >= 3.35).  The lease path uses it
+    so taking records and reading them is one statement."""
+    froms = [s for s in from_statuses]
+    for old in froms:
+        check(old, new)
+    if new in UNHELD:
+        values.setdefault("held_by_worker_id", None)
+        values.setdefault("held_until", None)
+        values.setdefault("queue_id", None)
+    stmt = (
+        sa.update(CallRecord)
+        .where(CallRecord.status.in_(froms), *list(where))
+        .values(status=new, updated_at=utcnow(), **values)
+        .returning(*list(returning))
+        .execution_options(synchronize_session=False)
+    )
+    return list(session.execute(stmt).all())
+
+
+def bulk_set_status_rows(session: Session, rows: Iterable[dict]) -> int:
+    """Per-record changes in one executemany: each row is ``{"id", "from_status",
+    "status", **fields}``.  A row whose ``status`` equals ``from_status`` only
+    updates its fields.  The UPDATE re-checks ``from_status``, so a record that
+    changed meanwhile (lease expiry on another controller) is left alone.
+    Returns the number of rows given (executemany row counts are not portable).
+    """
+    by_shape: dict[tuple, list[dict]] = {}
+    for row in rows:
+        old, new = S(row["from_status"]), S(row["status"])
+        if old != new:
+            check(old, new)
+        params = {k: v for k, v in row.items() if k not in ("id", "from_status")}
+        if new in UNHELD and old != new:
+            params.setdefault("held_by_worker_id", None)
+            params.setdefault("held_until", None)
+            params.setdefault("queue_id", None)
+        params["updated_at"] = utcnow()
+        params["status"] = new
+        key = tuple(sorted(params))
+        by_shape.setdefault(key, []).append({**{f"v_{k}": v for k, v in params.items()},
+                                             "b_id": row["id"], "b_from": old})
+    count = 0
+    for key, batch in by_shape.items():
+        stmt = (
+            sa.update(CallRecord.__table__)
+            .where(CallRecord.__table__.c.id == sa.bindparam("b_id"),
+                   CallRecord.__table__.c.status == sa.bindparam("b_from"))
+            .values({k: sa.bindparam(f"v_{k}") for k in key})
+        )
+        session.execute(stmt, batch)
+        count += len(batch)
+    return count

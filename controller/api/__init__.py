@@ -28,3 +28,4 @@ def health():
 
 
 from . import ivr  # noqa: E402,F401  (IVR / remote-center ACD routes, SPEC R3-R9)
+from . import agents, leads, worker  # noqa: E402,F401  (worker API, D1-D10, P2-P11)

@@ -19,6 +19,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column('queue_seq', sa.Integer(), nullable=True))
     op.create_index('ix_record_refill', 'call_record',
                     ['pool_id', 'status', 'difficulty', 'priority', 'id'], unique=False)
+    op.create_index('ix_attempt_worker', 'call_attempt', ['worker_id', 'received_at'], unique=False)
     with op.batch_alter_table('queue_feed') as batch:
         batch.add_column(sa.Column('served', sa.Integer(), nullable=False, server_default='0'))
     op.create_table('worker_event',
@@ -40,6 +41,7 @@ def downgrade() -> None:
     op.drop_table('worker_event')
     with op.batch_alter_table('queue_feed') as batch:
         batch.drop_column('served')
+    op.drop_index('ix_attempt_worker', table_name='call_attempt')
     op.drop_index('ix_record_refill', table_name='call_record')
     with op.batch_alter_table('call_record') as batch:
         batch.drop_column('queue_seq')

@@ -1,0 +1,905 @@
+"""Handing records to workers and taking their results back (SPEC D1, D9, D10, P2-P9, P11, P13, X1).
+
+Life of a record: ``ready`` in its pool -> ``queued`` in a worker's queue
+(refill, P2/P3) -> ``leased`` to that worker (D1) -> a result sends it to
+``done`` / ``exhausted`` / ``dnc`` or back to ``ready`` with a retry time
+(recycling P7, callbacks P9).  Status changes go through
+:mod:`controller.record_status`.
+
+Concurrency (P11): every step is one short write transaction.  On PostgreSQL
+records are taken with ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP
+LOCKED LIMIT n) RETURNING``, so several controller processes hand out disjoint
+records without waiting on each other; on SQLite the transaction starts with
+``BEGIN IMMEDIATE`` (one writer at a time).
+
+Records with a negative priority (web leads -100, due callbacks -50) skip the
+queue: every lease first takes due ones straight from the queue's pools, so
+they go to the next worker that asks (D10, P9).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from typing import Any, Iterable, Mapping, Optional, Sequence
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from esl_dialer.messages import AttemptResult, CampaignStatus, RecordStatus, SelectionMode, TimezonePolicy
+
+from .. import calling_hours, numbers, record_status, selection
+from ..db import Database
+from ..errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from ..models import (
+    Agent, CallAttempt, CallRecord, Campaign, DncEntry, Pool, Queue, QueueFeed, RecycleRule, utcnow,
+)
+from .queues import depletion_rate
+from .txn import write_session
+from .workers import WorkerIdentity
+
+logger = logging.getLogger(__name__)
+
+WEB_LEAD_PRIORITY = -100
+CALLBACK_PRIORITY = -50
+#: how often (s) one process sweeps expired leases back to their pools
+EXPIRY_INTERVAL_S = 5.0
+#: how long (s) the list of a campaign's time zones is cached per process
+ZONES_CACHE_S = 60.0
+PREVIOUS_ATTEMPTS_SHOWN = 10
+MAX_LEASE = 500
+MAX_RESULTS = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class RecycleSpec:
+    retry_minutes: float
+    max_attempts: int
+
+
+#: used when a campaign has no RecycleRule for a result (P7)
+DEFAULT_RECYCLE: dict[str, RecycleSpec] = {
+    AttemptResult.NO_ANSWER.value: RecycleSpec(60, 3),
+    AttemptResult.BUSY.value: RecycleSpec(15, 3),
+    AttemptResult.FAILED.value: RecycleSpec(120, 2),
+    AttemptResult.ABANDONED.value: RecycleSpec(60, 3),
+    AttemptResult.MACHINE.value: RecycleSpec(240, 2),
+}
+
+#: results that are not a dial and do not count as an attempt
+NOT_DIALED = {AttemptResult.DNC.value, AttemptResult.OUTSIDE_HOURS.value}
+
+_RECORD_COLS = (
+    CallRecord.id, CallRecord.number, CallRecord.name, CallRecord.city, CallRecord.region,
+    CallRecord.country, CallRecord.timezone, CallRecord.extra, CallRecord.attempts,
+    CallRecord.difficulty, CallRecord.priority, CallRecord.queue_seq,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignInfo:
+    id: int
+    status: CampaignStatus
+    window_start: str
+    window_end: str
+    by_number: bool
+    default_timezone: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Lease:
+    records: list[dict[str, Any]]
+    lease_seconds: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ResultIn:
+    client_id: str
+    record_id: int
+    result: AttemptResult
+    call_uuid: Optional[str] = None
+    agent: Optional[str] = None
+    started_at: Optional[dt.datetime] = None
+    answered_at: Optional[dt.datetime] = None
+    connected_at: Optional[dt.datetime] = None
+    ended_at: Optional[dt.datetime] = None
+    hangup_cause: Optional[str] = None
+    disposition: Optional[str] = None
+    abandoned: bool = False
+    callback_at: Optional[str] = None  # ISO; naive = the party's local time (P9)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResultsOutcome:
+    accepted: list[str]
+    duplicates: list[str]
+
+
+# --- small helpers ------------------------------------------------------------------
+
+
+def iso(value: Optional[dt.datetime]) -> Optional[str]:
+    return None if value is None else value.isoformat() + "Z"
+
+
+def parse_time(value: Any, field: str) -> Optional[dt.datetime]:
+    """ISO 8601 -> naive UTC (naive input is taken as UTC)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 40:
+        raise InvalidInput("must be an ISO 8601 time", field=field)
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidInput("must be an ISO 8601 time", field=field) from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return parsed
+
+
+def _campaign(session: Session, campaign_id: int) -> CampaignInfo:
+    row = session.execute(
+        sa.select(Campaign.id, Campaign.status, Campaign.window_start, Campaign.window_end,
+                  Campaign.timezone_policy, Campaign.default_timezone)
+        .where(Campaign.id == campaign_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"no campaign with id {campaign_id}", field="campaign")
+    return CampaignInfo(row.id, CampaignStatus(row.status), row.window_start, row.window_end,
+                        TimezonePolicy(row.timezone_policy) == TimezonePolicy.NUMBER, row.default_timezone)
+
+
+class _ZoneCache:
+    """Distinct time-zone values per campaign, refreshed every ZONES_CACHE_S."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._data: dict[tuple, tuple[float, list[Optional[str]]]] = {}
+
+    def get(self, session: Session, key: tuple, campaign_id: int) -> list[Optional[str]]:
+        with self._lock:
+            hit = self._data.get(key)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        zones = list(session.scalars(
+            sa.select(CallRecord.timezone).where(CallRecord.campaign_id == campaign_id).distinct()
+        ))
+        with self._lock:
+            self._data[key] = (time.monotonic() + ZONES_CACHE_S, zones)
+        return zones
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+_zones = _ZoneCache()
+
+
+def _callable(record_timezone: Optional[str], campaign: CampaignInfo, now: dt.datetime) -> bool:
+    """X1 for one time-zone value, by the campaign loader's rules (controller.calling_hours)."""
+    policy = TimezonePolicy.NUMBER if campaign.by_number else TimezonePolicy.CAMPAIGN
+    zones = calling_hours.record_zones(record_timezone, policy, campaign.default_timezone)
+    window = calling_hours.window_from_fields(campaign.window_start, campaign.window_end)
+    return calling_hours.is_callable(now, zones, window)
+
+
+def window_clause(session: Session, campaign: CampaignInfo, now: dt.datetime) -> Optional[sa.ColumnElement]:
+    """SQL condition: the record's local time is inside the campaign window now (X1).
+
+    ``None`` means nobody may be called now.  Zones are decided per distinct
+    ``timezone`` value (a few hundred at most), not per record.  A zone value
+    first seen after the cached list was read is excluded until the next
+    refresh: the safe direction.
+    """
+    default_ok = _callable(None, campaign, now)
+    if not campaign.by_number:
+        return sa.true() if default_ok else None
+    key = (id(session.get_bind()), str(session.get_bind().url), campaign.id)
+    zones = _zones.get(session, key, campaign.id)
+    allowed = [z for z in zones if z and _callable(z, campaign, now)]
+    parts = []
+    if allowed:
+        parts.append(CallRecord.timezone.in_(allowed))
+    if default_ok:
+        parts.append(CallRecord.timezone.is_(None))
+    if not parts:
+        return None
+    return sa.or_(*parts) if len(parts) > 1 else parts[0]
+
+
+def _eligible(now: dt.datetime) -> sa.ColumnElement:
+    return sa.or_(CallRecord.next_attempt_at.is_(None), CallRecord.next_attempt_at <= now)
+
+
+def _for_update(stmt, session: Session, skip_locked: bool = True):
+    if session.get_bind().dialect.name == "postgresql":
+        return stmt.with_for_update(skip_locked=skip_locked)
+    return stmt
+
+
+def _dnc_numbers(session: Session, numbers: Iterable[str]) -> set[str]:
+    numbers = list(set(numbers))
+    if not numbers:
+        return set()
+    return set(session.scalars(sa.select(DncEntry.number).where(DncEntry.number.in_(numbers))))
+
+
+def _previous_attempts(session: Session, record_ids: Sequence[int]) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {rid: [] for rid in record_ids}
+    if not record_ids:
+        return out
+    rows = session.execute(
+        sa.select(CallAttempt.record_id, CallAttempt.started_at, CallAttempt.result, CallAttempt.disposition)
+        .where(CallAttempt.record_id.in_(record_ids))
+        .order_by(CallAttempt.record_id, CallAttempt.started_at.desc())
+    ).all()
+    for r in rows:
+        if len(out[r.record_id]) < PREVIOUS_ATTEMPTS_SHOWN:
+            out[r.record_id].append(
+                {"started_at": iso(r.started_at), "result": r.result, "disposition": r.disposition}
+            )
+    return out
+
+
+def _payload(row: Any, campaign: CampaignInfo, lease_until: Optional[dt.datetime],
+             previous: list[dict]) -> dict[str, Any]:
+    return {
+        "id": row.id, "number": row.number, "name": row.name, "city": row.city, "region": row.region,
+        "country": row.country,
+        "timezone": (row.timezone if campaign.by_number and row.timezone else campaign.default_timezone),
+        "extra": row.extra or {}, "attempts": row.attempts, "difficulty": row.difficulty,
+        "previous_attempts": previous, "window_start": campaign.window_start,
+        "window_end": campaign.window_end, "lease_until": iso(lease_until),
+    }
+
+
+def record_payload(session: Session, record: CallRecord, now: dt.datetime) -> dict[str, Any]:
+    """A record in the lease shape (also carried by ``overflow`` events, D7)."""
+    campaign = _campaign(session, record.campaign_id)
+    previous = _previous_attempts(session, [record.id])[record.id]
+    return _payload(record, campaign, record.held_until, previous)
+
+
+# --- lease expiry ------------------------------------------------------------------
+
+_last_sweep: dict[int, float] = {}
+_sweep_lock = threading.Lock()
+
+
+def expire_leases(db: Database, now: Optional[dt.datetime] = None) -> int:
+    """Records whose lease ran out go back to their pools (D1). Returns the count."""
+    now = now or utcnow()
+    with write_session(db) as session:
+        n = record_status.bulk_set_status(
+            session, RecordStatus.READY,
+            where=[CallRecord.held_until < now],
+            from_statuses=[RecordStatus.LEASED],
+            queue_seq=None,
+        )
+    if n:
+        logger.info("%d expired leases returned to their pools", n)
+    return n
+
+
+def _maybe_sweep(db: Database, now: dt.datetime) -> None:
+    key = id(db)
+    mono = time.monotonic()
+    with _sweep_lock:
+        if mono - _last_sweep.get(key, 0.0) < EXPIRY_INTERVAL_S:
+            return
+        _last_sweep[key] = mono
+    expire_leases(db, now)
+
+
+# --- refill (P2, P3, P4, P5, P13) ------------------------------------------------------
+
+
+def _worker_queue(session: Session, worker: WorkerIdentity) -> Queue:
+    queue = session.scalar(
+        sa.select(Queue).where(Queue.worker_id == worker.id, Queue.campaign_id == worker.campaign_id)
+        .order_by(Queue.id).limit(1)
+    )
+    if queue is None:
+        # A worker without a queue gets a default one (all pools, in pool order).
+        name = worker.name
+        if session.scalar(sa.select(Queue.id).where(Queue.campaign_id == worker.campaign_id, Queue.name == name)):
+            name = f"{worker.name}-{worker.id}"
+        queue = Queue(campaign_id=worker.campaign_id, name=name, worker_id=worker.id)
+        session.add(queue)
+        session.flush()
+    return queue
+
+
+def _feed_pools(session: Session, queue: Queue) -> tuple[SelectionMode, list[QueueFeed] | None, list[int]]:
+    """(mode, feeds or None for the default rule, pool ids in order)."""
+    feeds = list(session.scalars(
+        sa.select(QueueFeed).where(QueueFeed.queue_id == queue.id).order_by(QueueFeed.position, QueueFeed.id)
+    ))
+    if feeds:
+        return SelectionMode(queue.selection_mode), feeds, [f.pool_id for f in feeds]
+    pools = list(session.scalars(
+        sa.select(Pool.id).where(Pool.campaign_id == queue.campaign_id).order_by(Pool.position, Pool.id)
+    ))
+    return SelectionMode.PRIORITY, None, pools
+
+
+def _take_ids(session: Session, pool_id: int, n: int, skill: int, window: sa.ColumnElement,
+              now: dt.datetime, exclude: Sequence[int]) -> list[int]:
+    """Up to ``n`` ready record ids of a pool, locked: the agent's own difficulty
+    level first, then easier ones, hardest first (P13)."""
+    base = [
+        CallRecord.pool_id == pool_id,
+        CallRecord.status == RecordStatus.READY,
+        _eligible(now),
+        window,
+    ]
+    if exclude:
+        base.append(CallRecord.id.not_in(list(exclude)))
+    ids = list(session.scalars(_for_update(
+        sa.select(CallRecord.id).where(*base, CallRecord.difficulty == skill)
+        .order_by(CallRecord.priority, CallRecord.id).limit(n), session)))
+    if len(ids) < n and skill > 0:
+        ids += list(session.scalars(_for_update(
+            sa.select(CallRecord.id).where(*base, CallRecord.difficulty < skill, CallRecord.id.not_in(ids or [-1]))
+            .order_by(CallRecord.difficulty.desc(), CallRecord.priority, CallRecord.id)
+            .limit(n - len(ids)), session)))
+    return ids
+
+
+def refill(session: Session, queue: Queue, campaign: CampaignInfo, skill: int, amount: int,
+           window: sa.ColumnElement, now: dt.datetime, next_seq: int) -> int:
+    """Move up to ``amount`` records from the queue's pools into it, in rule order. Returns the count."""
+    if amount <= 0:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(Queue.id).where(Queue.id == queue.id).with_for_update())
+    mode, feeds, pool_ids = _feed_pools(session, queue)
+    states = (
+        [selection.FeedState(f.pool_id, f.position, f.weight, f.served) for f in feeds]
+        if feeds is not None else
+        [selection.FeedState(pid, i, 0.0, 0) for i, pid in enumerate(pool_ids)]
+    )
+    fetched: dict[int, list[int]] = {s.pool_id: [] for s in states}
+    dry: dict[int, int] = {}
+    plan = selection.plan(mode, states, amount)
+    # Fetch what the plan asks; a pool that falls short is marked with what it
+    # had and the plan is redone (availability only shrinks: <= len(feeds) rounds).
+    for _ in range(len(states) + 1):
+        short = False
+        for pid, want in plan.counts().items():
+            have = len(fetched[pid])
+            if want > have:
+                got = _take_ids(session, pid, want - have, skill, window, now,
+                                [i for ids in fetched.values() for i in ids])
+                fetched[pid] += got
+                if len(got) < want - have:
+                    dry[pid] = len(fetched[pid])
+                    short = True
+        if not short:
+            break
+        states = [dataclasses.replace(s, available=dry.get(s.pool_id)) for s in states]
+        plan = selection.plan(mode, states, amount)
+    order: list[int] = []
+    cursor = {pid: 0 for pid in fetched}
+    for pid in plan.sequence:
+        if cursor[pid] < len(fetched[pid]):
+            order.append(fetched[pid][cursor[pid]])
+            cursor[pid] += 1
+    # P5: the queue's own pools are dry; draw from pools other queues share.
+    if len(order) < amount:
+        shared = list(session.scalars(
+            sa.select(QueueFeed.pool_id).join(Queue, Queue.id == QueueFeed.queue_id)
+            .where(Queue.campaign_id == queue.campaign_id, Queue.id != queue.id, QueueFeed.shareable.is_(True),
+                   QueueFeed.pool_id.not_in(list(fetched) or [-1]))
+            .order_by(QueueFeed.position, QueueFeed.id)
+        ))
+        for pid in dict.fromkeys(shared):
+            if len(order) >= amount:
+                break
+            order += _take_ids(session, pid, amount - len(order), skill, window, now, order)
+    if not order:
+        return 0
+    record_status.bulk_set_status_rows(session, [
+        {"id": rid, "from_status": RecordStatus.READY, "status": RecordStatus.QUEUED,
+         "queue_id": queue.id, "queue_seq": next_seq + i}
+        for i, rid in enumerate(order)
+    ])
+    if feeds is not None:
+        session.execute(
+            sa.update(QueueFeed.__table__)
+            .where(QueueFeed.__table__.c.id == sa.bindparam("b_id"))
+            .values(served=sa.bindparam("v_served")),
+            [{"b_id": f.id, "v_served": plan.served[f.pool_id]} for f in feeds],
+        )
+    logger.debug("queue %s refilled with %d records", queue.id, len(order))
+    return len(order)
+
+
+# --- lease (D1, D9, D10, P2, P3, X1) ----------------------------------------------------
+
+
+def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_seconds: int = 900,
+          now: Optional[dt.datetime] = None) -> Lease:
+    """Hand the worker up to ``max_records`` records it alone holds until
+    ``lease_until`` (D1).  Empty when the campaign is not active or nothing is
+    callable now (calling window X1, retry times P7/P9)."""
+    if not isinstance(max_records, int) or isinstance(max_records, bool) or not 0 <= max_records <= MAX_LEASE:
+        raise InvalidInput(f"max must be a whole number 0-{MAX_LEASE}", field="max")
+    if worker.campaign_id is None:
+        raise Forbidden("worker is not assigned to a campaign")
+    now = now or utcnow()
+    _maybe_sweep(db, now)
+    until = now + dt.timedelta(seconds=lease_seconds)
+    with write_session(db) as session:
+        campaign = _campaign(session, worker.campaign_id)
+        if campaign.status != CampaignStatus.ACTIVE or max_records == 0:
+            return Lease([], lease_seconds)
+        window = window_clause(session, campaign, now)
+        if window is None:
+            return Lease([], lease_seconds)
+        queue = _worker_queue(session, worker)
+        skill = 0
+        if worker.agent_id is not None:
+            skill = session.scalar(sa.select(Agent.skill_level).where(Agent.id == worker.agent_id)) or 0
+        _, _, pool_ids = _feed_pools(session, queue)
+        held = dict(held_by_worker_id=worker.id, held_until=until, queue_id=queue.id)
+        rows: list = []
+        # Web leads and due callbacks first, straight from the pools (D10, P9).
+        if pool_ids:
+            urgent = _for_update(
+                sa.select(CallRecord.id).where(
+                    CallRecord.pool_id.in_(pool_ids), CallRecord.status == RecordStatus.READY,
+                    CallRecord.priority < 0, CallRecord.difficulty <= skill, _eligible(now), window,
+                ).order_by(CallRecord.priority, CallRecord.id).limit(max_records), session)
+            rows += record_status.bulk_set_status_returning(
+                session, RecordStatus.LEASED, where=[CallRecord.id.in_(urgent)],
+                from_statuses=[RecordStatus.READY], returning=_RECORD_COLS, **held)
+        want = max_records - len(rows)
+        if want > 0:
+            remaining, top = session.execute(
+                sa.select(sa.func.count(), sa.func.max(CallRecord.queue_seq))
+                .where(CallRecord.queue_id == queue.id, CallRecord.status == RecordStatus.QUEUED)
+            ).one()
+            rate = depletion_rate(session, queue, now)
+            target = max(selection.refill_target(rate, queue.lead_minutes, queue.min_size, queue.max_size),
+                         min(want, queue.max_size))
+            amount = selection.refill_amount(max(0, remaining - want), target, queue.batch_size)
+            if amount:
+                refill(session, queue, campaign, skill, amount, window, now, (top or 0) + 1)
+            take = _for_update(
+                sa.select(CallRecord.id).where(
+                    CallRecord.queue_id == queue.id, CallRecord.status == RecordStatus.QUEUED, window,
+                ).order_by(CallRecord.priority, CallRecord.queue_seq, CallRecord.id).limit(want), session)
+            rows += record_status.bulk_set_status_returning(
+                session, RecordStatus.LEASED, where=[CallRecord.id.in_(take)],
+                from_statuses=[RecordStatus.QUEUED], returning=_RECORD_COLS, **held)
+        # D9: DNC again at lease time; such records are closed, not handed out.
+        dnc = _dnc_numbers(session, (r.number for r in rows))
+        if dnc:
+            bad = [r.id for r in rows if r.number in dnc]
+            record_status.bulk_set_status(session, RecordStatus.DNC, where=[CallRecord.id.in_(bad)],
+                                          from_statuses=[RecordStatus.LEASED])
+            rows = [r for r in rows if r.number not in dnc]
+            logger.info("worker %s: %d records found on the DNC list at lease", worker.name, len(bad))
+        rows.sort(key=lambda r: (r.priority, r.queue_seq if r.queue_seq is not None else -1, r.id))
+        previous = _previous_attempts(session, [r.id for r in rows if r.attempts > 0])
+        records = [_payload(r, campaign, until, previous.get(r.id, [])) for r in rows]
+    return Lease(records, lease_seconds)
+
+
+# --- results (P6, P7, P9) -------------------------------------------------------------
+
+_RESULT_FIELDS = {
+    "client_id", "record_id", "result", "call_uuid", "agent", "started_at", "answered_at",
+    "connected_at", "ended_at", "hangup_cause", "disposition", "abandoned", "callback_at",
+}
+
+
+def _opt_str(item: Mapping, key: str, field: str, max_len: int) -> Optional[str]:
+    value = item.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_len:
+        raise InvalidInput(f"must be a string of at most {max_len} characters", field=field)
+    return value
+
+
+def parse_results(raw: Any) -> list[ResultIn]:
+    """Validate the ``results`` list of a results upload; errors name the field."""
+    if not isinstance(raw, list):
+        raise InvalidInput("results must be a list", field="results")
+    if len(raw) > MAX_RESULTS:
+        raise InvalidInput(f"at most {MAX_RESULTS} results per request", field="results")
+    out = []
+    for i, item in enumerate(raw):
+        f = f"results[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidInput("must be an object", field=f)
+        unknown = set(item) - _RESULT_FIELDS
+        if unknown:
+            raise InvalidInput(f"unknown key(s) {sorted(unknown)}", field=f)
+        client_id = item.get("client_id")
+        if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
+            raise InvalidInput("client_id must be a string of 1-64 characters", field=f"{f}.client_id")
+        record_id = item.get("record_id")
+        if not isinstance(record_id, int) or isinstance(record_id, bool):
+            raise InvalidInput("record_id must be an integer", field=f"{f}.record_id")
+        try:
+            result = AttemptResult(item.get("result"))
+        except ValueError:
+            raise InvalidInput(
+                f"result must be one of {', '.join(r.value for r in AttemptResult)}", field=f"{f}.result"
+            ) from None
+        abandoned = item.get("abandoned", False)
+        if not isinstance(abandoned, bool):
+            raise InvalidInput("abandoned must be true or false", field=f"{f}.abandoned")
+        callback_at = item.get("callback_at")
+        if callback_at is not None:
+            parse_time(callback_at, f"{f}.callback_at")
+        out.append(ResultIn(
+            client_id=client_id, record_id=record_id, result=result,
+            call_uuid=_opt_str(item, "call_uuid", f"{f}.call_uuid", 64),
+            agent=_opt_str(item, "agent", f"{f}.agent", 120),
+            started_at=parse_time(item.get("started_at"), f"{f}.started_at"),
+            answered_at=parse_time(item.get("answered_at"), f"{f}.answered_at"),
+            connected_at=parse_time(item.get("connected_at"), f"{f}.connected_at"),
+            ended_at=parse_time(item.get("ended_at"), f"{f}.ended_at"),
+            hangup_cause=_opt_str(item, "hangup_cause", f"{f}.hangup_cause", 64),
+            disposition=_opt_str(item, "disposition", f"{f}.disposition", 64),
+            abandoned=abandoned, callback_at=callback_at,
+        ))
+    return out
+
+
+def _callback_utc(value: str, zones: Optional[str], default_zone: str) -> dt.datetime:
+    """A callback time: aware ISO as given, naive ISO in the party's time zone (P9)."""
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    if parsed.tzinfo is None:
+        names = [z for z in (zones or "").split() if calling_hours.is_known_zone(z)]
+        name = names[0] if names else default_zone
+        tz = calling_hours.zone(name) if calling_hours.is_known_zone(name) else dt.timezone.utc
+        parsed = parsed.replace(tzinfo=tz)
+    return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _recycle_rules(session: Session, campaign_id: int) -> dict[str, RecycleSpec]:
+    rules = dict(DEFAULT_RECYCLE)
+    for r in session.scalars(sa.select(RecycleRule).where(RecycleRule.campaign_id == campaign_id)):
+        rules[r.result] = RecycleSpec(r.retry_minutes, r.max_attempts)
+    return rules
+
+
+def _insert_ignore(session: Session, rows: list[dict]) -> set[str]:
+    """INSERT attempts, skipping client_ids already stored; returns those inserted."""
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    ins = postgresql.insert(CallAttempt) if dialect == "postgresql" else sqlite.insert(CallAttempt)
+    stmt = ins.values(rows).on_conflict_do_nothing(index_elements=["client_id"]).returning(CallAttempt.client_id)
+    return set(session.scalars(stmt))
+
+
+def record_results(db: Database, worker: WorkerIdentity, results: Sequence[ResultIn],
+                   now: Optional[dt.datetime] = None) -> ResultsOutcome:
+    """Store attempt results and move their records on (P6, P7, P9), idempotent on ``client_id``.
+
+    A replayed ``client_id`` (lost reply, contingency flush, P10) is reported in
+    ``duplicates`` and changes nothing.  A record held by another worker, or in
+    another campaign, makes the whole upload :class:`Forbidden` (nothing stored).
+    A result for a record whose lease already expired is still stored: the call
+    happened.
+    """
+    now = now or utcnow()
+    if not results:
+        return ResultsOutcome([], [])
+    with write_session(db) as session:
+        ids = [r.client_id for r in results]
+        known = set(session.scalars(sa.select(CallAttempt.client_id).where(CallAttempt.client_id.in_(ids))))
+        fresh: list[ResultIn] = []
+        seen: set[str] = set()
+        for r in results:
+            if r.client_id in known or r.client_id in seen:
+                continue
+            seen.add(r.client_id)
+            fresh.append(r)
+        record_ids = sorted({r.record_id for r in fresh})
+        records = {}
+        if record_ids:
+            stmt = sa.select(
+                CallRecord.id, CallRecord.status, CallRecord.held_by_worker_id, CallRecord.campaign_id,
+                CallRecord.attempts, CallRecord.number, CallRecord.timezone, CallRecord.priority,
+                CallRecord.is_callback,
+            ).where(CallRecord.id.in_(record_ids)).order_by(CallRecord.id)
+            if session.get_bind().dialect.name == "postgresql":
+                stmt = stmt.with_for_update()
+            records = {row.id: row for row in session.execute(stmt)}
+        for i, r in enumerate(results):
+            if r.client_id not in seen:
+                continue
+            rec = records.get(r.record_id)
+            if rec is None:
+                raise NotFound(f"no record with id {r.record_id}", field=f"results[{i}].record_id")
+            if rec.campaign_id != worker.campaign_id or (
+                rec.held_by_worker_id is not None and rec.held_by_worker_id != worker.id
+            ):
+                raise Forbidden(f"record {r.record_id} is not held by this worker", field=f"results[{i}].record_id")
+        agent_id = worker.agent_id
+        inserted = _insert_ignore(session, [
+            {
+                "client_id": r.client_id, "record_id": r.record_id, "campaign_id": worker.campaign_id,
+                "worker_id": worker.id, "agent_id": agent_id, "call_uuid": r.call_uuid,
+                "number": records[r.record_id].number, "started_at": r.started_at or now,
+                "answered_at": r.answered_at, "connected_at": r.connected_at, "ended_at": r.ended_at,
+                "result": r.result.value, "hangup_cause": r.hangup_cause, "disposition": r.disposition,
+                "abandoned": r.abandoned or r.result == AttemptResult.ABANDONED, "received_at": now,
+            }
+            for r in fresh
+        ])
+        campaign = _campaign(session, worker.campaign_id) if inserted else None
+        rules = _recycle_rules(session, worker.campaign_id) if inserted else {}
+        state = {rid: dict(status=RecordStatus(row.status), attempts=row.attempts, priority=row.priority,
+                           is_callback=row.is_callback, timezone=row.timezone)
+                 for rid, row in records.items()}
+        changed: dict[int, dict] = {}
+        for r in sorted((r for r in fresh if r.client_id in inserted), key=lambda r: r.started_at or now):
+            changed[r.record_id] = _apply(state[r.record_id], r, rules, campaign, now)
+        rows = []
+        for rid, new in changed.items():
+            old_status = RecordStatus(records[rid].status)
+            rows.append({"id": rid, "from_status": old_status, **new})
+        record_status.bulk_set_status_rows(session, rows)
+    accepted = [r.client_id for r in results if r.client_id in inserted]
+    acc = set(accepted)
+    duplicates = list(dict.fromkeys(r.client_id for r in results if r.client_id not in acc))
+    return ResultsOutcome(list(dict.fromkeys(accepted)), duplicates)
+
+
+def _apply(state: dict, r: ResultIn, rules: Mapping[str, RecycleSpec], campaign: CampaignInfo,
+           now: dt.datetime) -> dict:
+    """Next status and fields of a record after one result (pure; mutates ``state``)."""
+    final = {RecordStatus.DONE, RecordStatus.EXHAUSTED, RecordStatus.DNC}
+    result = r.result.value
+    fields: dict[str, Any] = {"last_result": result}
+    if r.disposition is not None:
+        fields["disposition"] = r.disposition
+    if result not in NOT_DIALED:
+        state["attempts"] += 1
+        fields["attempts"] = state["attempts"]
+    if state["is_callback"]:
+        # The callback has been made; it goes back to the pool's normal order.
+        state["is_callback"] = False
+        fields["is_callback"] = False
+        if state["priority"] == CALLBACK_PRIORITY:
+            state["priority"] = 0
+            fields["priority"] = 0
+    current = state["status"]
+    if current in final:
+        new = current  # a late result never re-opens a closed record
+    elif result == AttemptResult.DNC.value:
+        new = RecordStatus.DNC
+    elif r.callback_at:
+        new = RecordStatus.READY
+        fields["next_attempt_at"] = _callback_utc(r.callback_at, state["timezone"] if campaign.by_number else None,
+                                                  campaign.default_timezone)
+        fields["is_callback"] = True
+        fields["priority"] = min(state["priority"], CALLBACK_PRIORITY)
+        state["is_callback"], state["priority"] = True, fields["priority"]
+    elif result == AttemptResult.ANSWERED.value:
+        new = RecordStatus.DONE
+    elif result == AttemptResult.OUTSIDE_HOURS.value:
+        new = RecordStatus.READY
+    else:
+        spec = rules.get(result, RecycleSpec(60, 3))
+        if state["attempts"] >= spec.max_attempts:
+            new = RecordStatus.EXHAUSTED
+        else:
+            new = RecordStatus.READY
+            fields["next_attempt_at"] = now + dt.timedelta(minutes=spec.retry_minutes)
+    if new != current and new == RecordStatus.READY:
+        fields["queue_seq"] = None
+    if new != current and new not in record_status.ALLOWED[current]:
+        new = current
+    state["status"] = new
+    return {"status": new, **fields}
+
+
+# --- release, dial-check ------------------------------------------------------------------
+
+
+def _held_check(session: Session, worker: WorkerIdentity, record_ids: Sequence[int], field: str) -> dict:
+    rows = {r.id: r for r in session.execute(
+        sa.select(CallRecord.id, CallRecord.status, CallRecord.held_by_worker_id, CallRecord.campaign_id,
+                  CallRecord.number, CallRecord.timezone)
+        .where(CallRecord.id.in_(list(record_ids)))
+    )}
+    for i, rid in enumerate(record_ids):
+        row = rows.get(rid)
+        if row is None:
+            raise NotFound(f"no record with id {rid}", field=f"{field}[{i}]")
+        if row.campaign_id != worker.campaign_id or (
+            row.held_by_worker_id is not None and row.held_by_worker_id != worker.id
+        ):
+            raise Forbidden(f"record {rid} is not held by this worker", field=f"{field}[{i}]")
+    return rows
+
+
+def _ids(values: Any, field: str = "record_ids") -> list[int]:
+    if not isinstance(values, list):
+        raise InvalidInput(f"{field} must be a list of integers", field=field)
+    if len(values) > MAX_RESULTS:
+        raise InvalidInput(f"at most {MAX_RESULTS} ids", field=field)
+    for i, v in enumerate(values):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise InvalidInput("must be an integer", field=f"{field}[{i}]")
+    return list(dict.fromkeys(values))
+
+
+def release(db: Database, worker: WorkerIdentity, record_ids: Any) -> int:
+    """Give leased records back to their pools undialed. Returns how many."""
+    ids = _ids(record_ids)
+    if not ids:
+        return 0
+    with write_session(db) as session:
+        _held_check(session, worker, ids, "record_ids")
+        return record_status.bulk_set_status(
+            session, RecordStatus.READY,
+            where=[CallRecord.id.in_(ids), CallRecord.held_by_worker_id == worker.id],
+            from_statuses=[RecordStatus.LEASED], queue_seq=None,
+        )
+
+
+def dial_check(db: Database, worker: WorkerIdentity, record_ids: Any,
+               now: Optional[dt.datetime] = None) -> tuple[list[int], dict[int, str]]:
+    """Right before dialing: still held, not on the DNC list (D9), inside the
+    calling window (X1)?  DNC hits are closed at once."""
+    ids = _ids(record_ids)
+    now = now or utcnow()
+    ok: list[int] = []
+    refused: dict[int, str] = {}
+    if not ids:
+        return ok, refused
+    with write_session(db) as session:
+        rows = _held_check(session, worker, ids, "record_ids")
+        campaign = _campaign(session, worker.campaign_id)
+        dnc = _dnc_numbers(session, (r.number for r in rows.values()))
+        newly_dnc = []
+        for rid in ids:
+            row = rows[rid]
+            if row.status != RecordStatus.LEASED or row.held_by_worker_id != worker.id:
+                refused[rid] = "not_held"
+            elif row.number in dnc:
+                refused[rid] = "dnc"
+                newly_dnc.append(rid)
+            elif not _callable(row.timezone, campaign, now):
+                refused[rid] = "outside_hours"
+            else:
+                ok.append(rid)
+        if newly_dnc:
+            record_status.bulk_set_status(session, RecordStatus.DNC, where=[CallRecord.id.in_(newly_dnc)],
+                                          from_statuses=[RecordStatus.LEASED])
+    return ok, refused
+
+
+# --- web leads (D10) ----------------------------------------------------------------------
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def set_campaign_api_key(db: Database, campaign_id: int) -> str:
+    """A new web-lead API key for the campaign (shown once, stored hashed)."""
+    import secrets
+
+    key = secrets.token_urlsafe(24)
+    with db.session() as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is None:
+            raise NotFound(f"no campaign with id {campaign_id}", field="campaign")
+        campaign.api_key_hash = hash_api_key(key)
+    return key
+
+
+def _key_ok(stored: Optional[str], key: str) -> bool:
+    if not stored or not key:
+        return False
+    if stored.startswith(("pbkdf2:", "scrypt:")):
+        from werkzeug.security import check_password_hash
+
+        return check_password_hash(stored, key)
+    return hmac.compare_digest(stored, hash_api_key(key))
+
+
+_LEAD_FIELDS = {"campaign", "number", "name", "city", "region", "country", "extra", "pool"}
+
+
+def add_web_lead(db: Database, api_key: Optional[str], payload: Any) -> tuple[int, bool]:
+    """Insert a web lead at top priority (D10). Returns (record id, created).
+
+    The number is parsed with the campaign's default region and stored E.164;
+    a number already in the campaign is re-opened at top priority instead of
+    duplicated; a DNC number is refused.
+    """
+    if not isinstance(payload, dict):
+        raise InvalidInput("body must be a JSON object", field="body")
+    unknown = set(payload) - _LEAD_FIELDS
+    if unknown:
+        raise InvalidInput(f"unknown key(s) {sorted(unknown)}", field=sorted(unknown)[0])
+    campaign_ref = payload.get("campaign")
+    if not isinstance(campaign_ref, (str, int)) or isinstance(campaign_ref, bool):
+        raise InvalidInput("campaign (name or id) is required", field="campaign")
+    number_raw = payload.get("number")
+    if not isinstance(number_raw, str) or not 3 <= len(number_raw) <= 32:
+        raise InvalidInput("number is required", field="number")
+    for key in ("name", "city", "region", "pool"):
+        if payload.get(key) is not None and (not isinstance(payload[key], str) or len(payload[key]) > 120):
+            raise InvalidInput(f"{key} must be a string of at most 120 characters", field=key)
+    if payload.get("country") is not None and (not isinstance(payload["country"], str) or len(payload["country"]) != 2):
+        raise InvalidInput("country must be a 2-letter code", field="country")
+    if payload.get("extra") is not None and not isinstance(payload["extra"], dict):
+        raise InvalidInput("extra must be an object", field="extra")
+    with write_session(db) as session:
+        stmt = sa.select(Campaign)
+        if isinstance(campaign_ref, int) or campaign_ref.isdigit():
+            stmt = stmt.where(sa.or_(Campaign.id == int(campaign_ref), Campaign.name == str(campaign_ref)))
+        else:
+            stmt = stmt.where(Campaign.name == campaign_ref)
+        campaign = session.scalar(stmt.limit(1))
+        if campaign is None or not _key_ok(campaign.api_key_hash, api_key or ""):
+            # Same answer for "no such campaign" and "wrong key": no probing.
+            raise Unauthorized("unknown campaign or wrong API key")
+        norm = numbers.normalise(number_raw, campaign.default_region)
+        if not norm:
+            raise InvalidInput(f"number {number_raw!r}: {norm.message}", field="number")
+        e164 = norm.e164
+        if _dnc_numbers(session, [e164]):
+            raise InvalidInput("number is on the do-not-call list", field="number")
+        existing = session.scalar(
+            sa.select(CallRecord).where(CallRecord.campaign_id == campaign.id, CallRecord.number == e164)
+        )
+        if existing is not None:
+            if existing.status in (RecordStatus.DONE, RecordStatus.EXHAUSTED):
+                record_status.set_status(existing, RecordStatus.READY, priority=WEB_LEAD_PRIORITY,
+                                         next_attempt_at=None, queue_seq=None)
+            elif existing.status == RecordStatus.READY:
+                existing.priority = WEB_LEAD_PRIORITY
+                existing.next_attempt_at = None
+            elif existing.status == RecordStatus.QUEUED:
+                record_status.set_status(existing, RecordStatus.READY, priority=WEB_LEAD_PRIORITY,
+                                         next_attempt_at=None, queue_seq=None)
+            elif existing.status == RecordStatus.DNC:
+                raise InvalidInput("number is on the do-not-call list", field="number")
+            return existing.id, False
+        pool_q = sa.select(Pool).where(Pool.campaign_id == campaign.id)
+        if payload.get("pool"):
+            pool = session.scalar(pool_q.where(Pool.name == payload["pool"]))
+            if pool is None:
+                raise InvalidInput(f"no pool {payload['pool']!r} in the campaign", field="pool")
+        else:
+            pool = session.scalar(pool_q.order_by(Pool.position, Pool.id).limit(1))
+            if pool is None:
+                pool = Pool(campaign_id=campaign.id, name="web-leads", position=0)
+                session.add(pool)
+                session.flush()
+        record = CallRecord(
+            campaign_id=campaign.id, pool_id=pool.id, number=e164, name=payload.get("name"),
+            city=payload.get("city") or norm.city, region=payload.get("region") or norm.region,
+            country=payload.get("country") or norm.country,
+            timezone=norm.timezone_text, extra=payload.get("extra"),
+            priority=WEB_LEAD_PRIORITY, difficulty=pool.difficulty, status=RecordStatus.READY,
+        )
+        session.add(record)
+        session.flush()
+        logger.info("campaign %s: web lead %s added as record %s", campaign.id, e164, record.id)
+        new_zone = record.timezone
+        rid = record.id
+    if new_zone:
+        _zones.clear()  # a zone value the cache has not seen must become callable now
+    return rid, True
