@@ -45,7 +45,7 @@ _VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-.]{0,127}$")
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_\-.+*#@:/=%]{1,256}$")
 # Dial strings: sofia/gateway/gw/+1415..., user/1001@domain, loopback/9990, error/user_busy.
 _ENDPOINT_RE = re.compile(r"^[A-Za-z0-9_\-]+/[A-Za-z0-9_\-.+*#@:/=%;]{1,512}$")
-_PATH_RE = re.compile(r"^[^\s'\"\\{}\[\],;|&]{1,1024}$")
+_PATH_RE = re.compile(r"^[^\s'\"\\{}\[\]|&]{1,1024}$")
 _CTRL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _APP_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
