@@ -95,6 +95,7 @@ def seed(db) -> dict:
             r.held_by_worker_id, r.held_until = workers[0].id, now + dt.timedelta(minutes=15)
         for r in records[6:9]:
             r.status, r.attempts, r.last_result = RecordStatus.DONE, 1, "answered"
+        records[6].attempts = 3
         records[9].status, records[9].attempts = RecordStatus.EXHAUSTED, 3
         # attempts: record 6 has a timeline of three; 20 answered, 1 abandoned overall
         results = ["no_answer", "busy", "answered"]
@@ -107,7 +108,7 @@ def seed(db) -> dict:
                 answered_at=start + dt.timedelta(seconds=8) if res == "answered" else None,
                 connected_at=start + dt.timedelta(seconds=9) if res == "answered" else None,
                 ended_at=start + dt.timedelta(seconds=20 if res != "answered" else 140),
-                result=res, hangup_cause="NORMAL_CLEARING" if res == "answered" else "NO_ANSWER",
+                result=res, hangup_cause={"answered": "NORMAL_CLEARING", "busy": "USER_BUSY"}.get(res, "NO_ANSWER"),
                 disposition="sale" if res == "answered" else None,
             ))
         for k in range(20):

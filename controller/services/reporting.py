@@ -180,7 +180,10 @@ class AttemptRow:
 
     @property
     def talk_s(self) -> Optional[int]:
-        start = self.connected_at or self.answered_at
+        """Time with an agent: from connect (or answer, for answered calls) to the end."""
+        start = self.connected_at
+        if start is None and self.result == AttemptResult.ANSWERED.value and not self.abandoned:
+            start = self.answered_at
         if start is None or self.ended_at is None:
             return None
         return max(0, int((self.ended_at - start).total_seconds()))

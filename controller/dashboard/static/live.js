@@ -71,8 +71,8 @@
       if (total) { total.textContent = c.total; }
       var att = row.querySelector('[data-field="attempts"] a');
       if (att) { att.textContent = c.attempts; }
-      var rate = row.querySelector('[data-field="abandonment_rate"]');
-      if (rate && rate.firstChild) { rate.firstChild.textContent = fmtPct(c.abandonment_rate) + " "; }
+      var rate = row.querySelector('[data-field="abandonment_rate"] [data-rate]');
+      if (rate) { rate.textContent = fmtPct(c.abandonment_rate); }
     });
   }
 
