@@ -1,0 +1,186 @@
+"""greenswitch's ``OutboundSession`` with the gaps that matter for an IVR closed.
+
+- ``send`` has a timeout and uses ``sendall`` (greenswitch: no timeout, ``send``).
+- The final ``text/disconnect-notice`` carries a body (``Content-Length: 67``
+  in b_outbound.jsonl); greenswitch leaves it in the stream. It is consumed here.
+- ``execute()`` waits for CHANNEL_EXECUTE_COMPLETE matched on the
+  *Application-UUID* we send as ``Event-UUID`` (mod_event_socket echoes it),
+  not only on the application name, so a broken MOH ``playback`` can never be
+  taken for the completion of the announcement ``playback`` that follows.
+- Hang-up is a :class:`gevent.event.Event` (``gone``) every wait can watch.
+- ``close()`` never blocks: ``exit`` with a short timeout, then the reader and
+  dispatcher greenlets are killed and the socket closed (greenswitch's
+  dispatcher loops forever once the final notice set ``connected`` False).
+"""
+from __future__ import annotations
+
+import logging
+import uuid as uuidlib
+from typing import Any
+
+import gevent
+import gevent.event
+from greenswitch.esl import NotConnectedError, OutboundSession, OutboundSessionHasGoneAway
+
+logger = logging.getLogger(__name__)
+
+COMMAND_TIMEOUT_S = 5.0
+
+
+class CallerGone(Exception):
+    """The caller hung up (or the switch dropped the socket)."""
+
+
+class CommandTimeout(Exception):
+    """The switch did not answer a command in time."""
+
+
+class IvrSession(OutboundSession):
+    def __init__(self, client_address, sock, command_timeout_s: float = COMMAND_TIMEOUT_S) -> None:
+        self.gone = gevent.event.Event()
+        self.hangup_cause: str | None = None
+        self.command_timeout_s = command_timeout_s
+        self._executions: dict[str, gevent.event.AsyncResult] = {}
+        self._by_app: dict[str, tuple[str, gevent.event.AsyncResult]] = {}
+        super().__init__(client_address, sock)
+        self.register_handle("CHANNEL_EXECUTE_COMPLETE", self._on_execute_complete)
+        self.register_handle("CHANNEL_HANGUP", self._on_channel_hangup)
+
+    # -- transport fixes
+
+    def send(self, data: str, timeout: float | None = None):
+        if not self.connected:
+            raise NotConnectedError()
+        result = gevent.event.AsyncResult()
+        self._commands_sent.append(result)
+        try:
+            self.sock.sendall((data + "\n\n").encode("utf-8"))
+        except OSError as err:
+            self._commands_sent.remove(result)
+            raise OutboundSessionHasGoneAway() from err
+        try:
+            return result.get(timeout=timeout or self.command_timeout_s)
+        except gevent.Timeout:
+            raise CommandTimeout(f"no reply to {data.splitlines()[0]!r}") from None
+
+    def handle_event(self, event) -> None:
+        if event.headers.get("Content-Type") == "text/disconnect-notice":
+            length = int(event.headers.get("Content-Length", 0) or 0)
+            if length:
+                self._read_socket(self.sock_file, length)
+            self._mark_gone(None)
+        super().handle_event(event)
+
+    # -- hang-up
+
+    def _mark_gone(self, cause: str | None) -> None:
+        if cause and not self.hangup_cause:
+            self.hangup_cause = cause
+        if not self.gone.is_set():
+            self.gone.set()
+            for result in list(self._executions.values()):
+                if not result.ready():
+                    result.set_exception(CallerGone())
+
+    def _on_channel_hangup(self, event) -> None:
+        self._mark_gone(event.headers.get("Hangup-Cause"))
+
+    def on_disconnect(self, event) -> None:
+        self._mark_gone(None)
+        super().on_disconnect(event)
+
+    def raise_if_gone(self) -> None:
+        if self.gone.is_set():
+            raise CallerGone()
+
+    # -- applications
+
+    def _on_execute_complete(self, event) -> None:
+        app_uuid = event.headers.get("Application-UUID")
+        result = self._executions.pop(app_uuid, None) if app_uuid else None
+        if result is None:
+            # A switch that does not echo Event-UUID: oldest pending run of that app.
+            app = event.headers.get("Application")
+            for key, (name, pending) in list(self._by_app.items()):
+                if name == app and key in self._executions:
+                    result = self._executions.pop(key)
+                    break
+        if result is not None:
+            self._by_app.pop(next((k for k, (_, r) in self._by_app.items() if r is result), None), None)
+            result.set(event)
+
+    def start(self, app: str, arg: str | None = None) -> gevent.event.AsyncResult:
+        """``sendmsg`` execute without waiting; the result is set by its CHANNEL_EXECUTE_COMPLETE.
+
+        The command carries ``Event-UUID``, which FreeSWITCH reports back as the
+        completion's ``Application-UUID`` (how node's esl and others match).
+        """
+        self.raise_if_gone()
+        app_uuid = str(uuidlib.uuid4())
+        command = f"sendmsg\ncall-command: execute\nexecute-app-name: {app}"
+        if arg:
+            if "\n" in arg or "\r" in arg:
+                raise ValueError("application arguments cannot contain newlines")
+            command += f"\nexecute-app-arg: {arg}"
+        command += f"\nEvent-UUID: {app_uuid}"
+        result = gevent.event.AsyncResult()
+        self._executions[app_uuid] = result
+        self._by_app[app_uuid] = (app, result)
+        try:
+            reply = self.send(command)
+        except (OutboundSessionHasGoneAway, NotConnectedError):
+            self._forget(app_uuid)
+            raise CallerGone() from None
+        if reply.headers.get("Reply-Text", "").startswith("-ERR"):
+            self._forget(app_uuid)
+            if self.gone.is_set():
+                raise CallerGone()
+            raise CommandTimeout(f"{app} refused: {reply.headers.get('Reply-Text')}")
+        return result
+
+    def _forget(self, app_uuid: str) -> None:
+        self._executions.pop(app_uuid, None)
+        self._by_app.pop(app_uuid, None)
+
+    def execute(self, app: str, arg: str | None = None, *, timeout: float | None = None) -> dict:
+        """Run an application and return its CHANNEL_EXECUTE_COMPLETE headers.
+
+        Raises :class:`CallerGone` when the caller hangs up first and
+        :class:`CommandTimeout` when neither happens within ``timeout``.
+        """
+        result = self.start(app, arg)
+        return self.wait(result, timeout, app)
+
+    def wait(self, result: gevent.event.AsyncResult, timeout: float | None, what: str = "application") -> dict:
+        try:
+            return result.get(timeout=timeout).headers
+        except gevent.Timeout:
+            for key, value in list(self._executions.items()):
+                if value is result:
+                    self._forget(key)
+            raise CommandTimeout(f"{what} did not complete within {timeout} s") from None
+
+    def api(self, command: str) -> str:
+        """An ``api`` command on this socket (allowed in outbound mode); returns the body."""
+        try:
+            reply = self.send(f"api {command}")
+        except (OutboundSessionHasGoneAway, NotConnectedError):
+            raise CallerGone() from None
+        return getattr(reply, "data", "") or ""
+
+    def close(self, timeout: float = 2.0) -> None:
+        """End the session for good; never blocks longer than ``timeout``."""
+        if self.connected:
+            try:
+                self.send("exit", timeout=timeout)
+            except (NotConnectedError, OutboundSessionHasGoneAway, CommandTimeout, OSError):
+                pass
+        self._run = False
+        self.connected = False
+        greenlets = [g for g in (self._receive_events_greenlet, self._process_events_greenlet) if g]
+        gevent.killall(greenlets, timeout=timeout)
+        for closer in (self.sock_file.close, self.sock.close):
+            try:
+                closer()
+            except OSError:
+                pass
