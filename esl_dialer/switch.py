@@ -770,6 +770,9 @@ class Switch:
         result = OriginateResult.from_reply(uuid, job.job_uuid, reply)
         if not result.ok:
             self.untrack(uuid)
+            # An originate that fails before a channel exists sends no CHANNEL_HANGUP_COMPLETE:
+            # drop handlers registered for this uuid after the linger time anyway.
+            self._expiry.append((time.monotonic() + self.channel_linger_s, uuid))
         logger.info("%s: originate %s uuid=%s -> %s", self.name, endpoint, uuid, result.reply)
         return result
 
