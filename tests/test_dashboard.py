@@ -510,3 +510,21 @@ def test_p14_cli_user_add_and_list(db_url):
     assert [line.split("\t")[0] for line in r.output.splitlines()] == ["boss", "boss2"]
     for sub in ("add", "list", "password"):
         assert runner.invoke(cli, ["user", sub, "--help"]).exit_code == 0
+
+
+def test_d8_worker_heartbeat_state_reaches_dashboard_stream(logged_in, db):
+    """End to end: a worker reports a state change over the API; the SSE snapshot shows it."""
+    from controller.services import workers
+
+    camp_id = seed(db)["campaign_id"]
+    new = workers.add_worker(db, "pc-erin", agent="erin", campaign_id=camp_id, extension="1005")
+    resp = logged_in.post("/api/v1/worker/heartbeat", json={"agent_state": "dialing", "active_calls": 1},
+                          headers={"Authorization": f"Bearer {new.token}"})
+    assert resp.status_code == 200, resp.get_json()
+    stream = logged_in.get("/stream", buffered=False)
+    chunks = iter(stream.response)
+    next(chunks)
+    data = json.loads(next(chunks).decode().split("data: ", 1)[1])
+    stream.close()
+    assert {a["name"]: a["state"] for a in data["agents"]}["erin"] == "dialing"
+    assert data["agent_counts"]["dialing"] == 1

@@ -376,12 +376,16 @@ def agents(db: Database, *, heartbeat_timeout_s: float, now: dt.datetime | None 
             .outerjoin(Campaign, Campaign.id == Worker.campaign_id)
             .order_by(Agent.name, Worker.id)
         ).all()
+        # An agent with several workers: the one heard from last counts (same
+        # rule as services.workers.mark_stale_offline: any fresh worker keeps it live).
+        latest: dict[int, tuple] = {}
+        for row in rows:
+            agent, _wname, last_hb, _cname = row
+            best = latest.get(agent.id)
+            if best is None or (last_hb is not None and (best[2] is None or last_hb > best[2])):
+                latest[agent.id] = row
         out: list[AgentStatus] = []
-        seen: set[int] = set()
-        for agent, worker_name, last_hb, campaign_name in rows:
-            if agent.id in seen:  # an agent with two workers: show the first
-                continue
-            seen.add(agent.id)
+        for agent, worker_name, last_hb, campaign_name in latest.values():
             reported = _value(agent.state)
             stale = reported != AgentState.OFFLINE.value and (
                 last_hb is None or (now - last_hb).total_seconds() > heartbeat_timeout_s
