@@ -368,6 +368,7 @@ class Switch:
         self._started = False
         self._first_error: Exception | None = None
         self._first_attempt = gevent.event.Event()
+        self._retry_initial = False
         self._handlers: dict[str, list[Handler]] = {}
         self._channel_handlers: dict[str, list[Handler]] = {}
         self._any_handlers: list[Handler] = []
@@ -382,10 +383,16 @@ class Switch:
 
     # ------------------------------------------------------------------ life
     def start(self, wait: bool = True) -> "Switch":
-        """Spawn the supervisor and dispatcher; with ``wait`` block until the first connect."""
+        """Spawn the supervisor and dispatcher.
+
+        With ``wait`` block until the first connect and raise its error
+        (AuthFailed, NotConnected, SwitchTimeout). Without, return at once and
+        keep retrying in the background until the switch answers.
+        """
         if self._started:
             return self
         self._started = True
+        self._retry_initial = not wait
         self._spawn(self._dispatch_loop)
         self._spawn(self._supervise)
         if wait:
@@ -456,7 +463,7 @@ class Switch:
             except AuthFailed as exc:
                 conn.stop()
                 self._conn = None
-                if not self._first_attempt.is_set():
+                if not self._first_attempt.is_set() and not self._retry_initial:
                     self._first_error = exc
                     self._first_attempt.set()
                     return
@@ -466,7 +473,7 @@ class Switch:
             except SwitchError as exc:
                 conn.stop()
                 self._conn = None
-                if not self._first_attempt.is_set():
+                if not self._first_attempt.is_set() and not self._retry_initial:
                     self._first_error = exc
                     self._first_attempt.set()
                     return

@@ -275,3 +275,28 @@ def test_x2_close_kills_and_joins_greenlets(fake):
     switch.close()
     assert len(switch._group) == 0
     assert "exit" in fake.received
+
+
+def test_x2_start_without_wait_keeps_trying_until_the_switch_is_up():
+    import gevent.socket
+
+    s = gevent.socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    switch = Switch("127.0.0.1", port, connect_timeout=0.5, reconnect_min_s=0.05, reconnect_max_s=0.1)
+    switch.start(wait=False)
+    try:
+        gevent.sleep(0.3)
+        assert not switch.connected
+        server = FakeSwitch()
+        server.server = __import__("gevent.server").server.StreamServer(("127.0.0.1", port), server._handle)
+        server.start()
+        try:
+            assert switch.wait_connected(timeout=5)
+            assert switch.status().startswith("UP")
+        finally:
+            switch.close()
+            server.stop()
+    finally:
+        switch.close()
