@@ -145,3 +145,69 @@ def test_p10_flush_down_then_lost_reply_then_ok(store):
     assert flush(store, ctl) == 5  # replay: all duplicates, acknowledged
     assert len(ctl.stored) == 5 and store.stats().pending_results == 0
     assert store.prune(older_than_s=-1) >= 5
+
+
+# -- the kill-the-controller test (P10) with real workers and the real controller ----------
+
+@pytest.mark.slow
+def test_p10_controller_killed_mid_campaign(db, db_url, tmp_path):
+    """Kill the controller while 3 workers dial; they go on from their contingency
+    files; after the restart every attempt is recorded exactly once and no
+    record was dialed by two workers."""
+    import gevent
+
+    from esl_dialer.worker import AgentWorker, WorkerSettings
+    from worker_harness import ControllerProcess, FakeSwitch, Outcome, attempts_by_record, make_campaign
+
+    agents = ["1001", "1002", "1003"]
+    camp = make_campaign(db, agents=agents, records=60)
+    kinds = ["answer", "busy", "no_answer", "answer", "failed"]
+    switch = FakeSwitch(lambda number: Outcome(kinds[int(number[-2:]) % len(kinds)], ring_s=0.03, talk_s=0.05))
+    ctl = ControllerProcess(db_url).start()
+    workers = []
+    try:
+        for ext in agents:
+            s = WorkerSettings(agent=ext, controller=ctl.url, token=camp.tokens[ext], data_dir=tmp_path / "w",
+                               lease_batch=8, low_water=3, heartbeat_s=0.5, dial_interval_s=0.02,
+                               http_timeout_s=0.5)
+            workers.append(AgentWorker(s, switch).start())
+
+        def placed():
+            return len(switch.originated)
+
+        with gevent.Timeout(30):
+            while placed() < 15:
+                gevent.sleep(0.05)
+        ctl.kill()
+        at_kill = placed()
+        gevent.sleep(2.0)
+        during = placed() - at_kill
+        pending_while_down = sum(w.store.stats().pending_results for w in workers)
+        ctl.start()
+        with gevent.Timeout(40):
+            while True:
+                gevent.sleep(0.2)
+                done = placed() >= len(camp.record_ids) and all(
+                    w.store.stats().pending_results == 0 and not w.core.calls for w in workers)
+                if done:
+                    break
+    finally:
+        for w in workers:
+            w.stop(timeout=2)
+        ctl.kill()
+
+    print(f"placed at kill {at_kill}, while down {during}, pending while down {pending_while_down}")
+    assert during > 0, "dialing stopped while the controller was down"
+    assert pending_while_down > 0, "results were not queued locally"
+    numbers = [n for n, _, _ in switch.originated]
+    assert len(numbers) == len(set(numbers)) == len(camp.record_ids), "a record was dialed twice"
+    by_worker = {}
+    for number, uuid, _ in switch.originated:
+        by_worker.setdefault(number, set()).add(switch.channels[uuid].variables["dialer_worker"])
+    assert all(len(v) == 1 for v in by_worker.values())
+    attempts = attempts_by_record(db)
+    uuids = {u for _, u, _ in switch.originated}
+    recorded = [a.call_uuid for rows in attempts.values() for a in rows]
+    assert len(recorded) == len(set(recorded)) == len(uuids), "an attempt is missing or counted twice"
+    assert set(recorded) == uuids
+    assert all(len(attempts[rid]) == 1 for rid in camp.record_ids)
