@@ -1,0 +1,114 @@
+"""The switch adapter against the simulated FreeSWITCH (esl_dialer.sim) over real TCP (X2, D2)."""
+from __future__ import annotations
+
+import gevent
+import pytest
+
+sim_mod = pytest.importorskip("esl_dialer.sim")
+
+from esl_dialer.messages import AttemptResult  # noqa: E402
+from esl_dialer.switch import AuthFailed, ChannelHangup, CommandFailed, Switch, SwitchTimeout  # noqa: E402
+
+
+@pytest.fixture
+def sim():
+    s = sim_mod.SimSwitch(sim_mod.SimConfig(), host="127.0.0.1", port=0)
+    s.start()
+    yield s
+    s.stop(timeout=2)
+
+
+@pytest.fixture
+def sw(sim):
+    switch = Switch("127.0.0.1", sim.port, sim.password, connect_timeout=2, command_timeout=5,
+                    reconnect_min_s=0.05, reconnect_max_s=0.2)
+    switch.start()
+    yield switch
+    switch.close()
+
+
+def test_x2_sim_auth_status_and_bad_password(sim, sw):
+    assert sw.status().startswith("UP ")
+    bad = Switch("127.0.0.1", sim.port, "nope", connect_timeout=2)
+    with pytest.raises(AuthFailed):
+        bad.start()
+
+
+def test_d2_sim_originate_answer_talk_hangup(sim, sw):
+    sim.script("14155550100", "answer", ring_s=0.05, talk_s=0.3)
+    res = sw.originate("sofia/gateway/gw1/14155550100", variables={"dialer_record_id": 7}, originate_timeout=10)
+    assert res.ok and res.result is None
+    answer = sw.wait_for(res.uuid, "CHANNEL_ANSWER", timeout=2)
+    assert answer.variable("dialer_record_id") == "7"
+    done = sw.wait_for(res.uuid, "CHANNEL_HANGUP_COMPLETE", timeout=5)
+    assert done["Hangup-Cause"] == "NORMAL_CLEARING"
+
+
+@pytest.mark.parametrize("outcome,cause,result", [
+    ("busy", "USER_BUSY", AttemptResult.BUSY),
+    ("no_answer", "NO_ANSWER", AttemptResult.NO_ANSWER),
+    ("failed", "NORMAL_TEMPORARY_FAILURE", AttemptResult.FAILED),
+])
+def test_d2_sim_originate_failures(sim, sw, outcome, cause, result):
+    sim.script("14155550111", outcome, ring_s=0.05)
+    res = sw.originate("sofia/gateway/gw1/14155550111", originate_timeout=1)
+    assert not res.ok and res.cause == cause and res.result is result
+
+
+def test_x2_sim_error_endpoint_and_hangup_wait(sim, sw):
+    res = sw.originate("error/user_busy")
+    assert (res.ok, res.cause) == (False, "USER_BUSY")
+    sim.script("14155550122", "answer", ring_s=0.05, talk_s=0.2)
+    res = sw.originate("sofia/gateway/gw1/14155550122")
+    assert res.ok
+    with pytest.raises(ChannelHangup) as err:
+        sw.wait_for(res.uuid, "PLAYBACK_START", timeout=5)
+    assert err.value.cause == "NORMAL_CLEARING"
+
+
+def test_x2_sim_bridge_broadcast_vars_kill(sim, sw):
+    a = sw.originate("loopback/9993", originate_timeout=5)
+    b = sw.originate("loopback/9993", originate_timeout=5)
+    assert a.ok and b.ok
+    sw.bridge(a.uuid, b.uuid)
+    sw.wait_for(a.uuid, "CHANNEL_BRIDGE", timeout=2)
+    mark = sw.seq
+    sw.broadcast(a.uuid, "tone_stream://%(200,0,440)", leg="both")
+    sw.wait_for(a.uuid, "PLAYBACK_STOP", timeout=10, since=mark)
+    assert sw.getvar(a.uuid, "dialer_missing_var") is None
+    sw.setvar(a.uuid, "dialer_agent", "1001")
+    assert sw.getvar(a.uuid, "dialer_agent") == "1001"
+    assert sw.exists(a.uuid)
+    uuids = {row["uuid"] for row in sw.show_channels()}
+    assert a.uuid in uuids
+    assert sw.kill(a.uuid) is True
+    sw.wait_for(a.uuid, "CHANNEL_HANGUP_COMPLETE", timeout=5)
+    assert sw.kill("00000000-0000-0000-0000-000000000000") is False
+    with pytest.raises(CommandFailed):
+        sw.bridge("00000000-0000-0000-0000-000000000000", b.uuid)
+    sw.hupall()
+    sw.wait_for(b.uuid, "CHANNEL_HANGUP_COMPLETE", timeout=5)
+    assert not sw.exists(b.uuid)
+
+
+def test_x2_sim_dropped_connection_mid_call(sim, sw):
+    sim.script("14155550133", "answer", ring_s=0.05, talk_s=30)
+    res = sw.originate("sofia/gateway/gw1/14155550133")
+    assert res.ok
+    sw.wait_for(res.uuid, "CHANNEL_ANSWER", timeout=2)
+    sw._conn.sock.shutdown(2)  # the network drops the ESL session; the call goes on in the switch
+    with gevent.Timeout(5):
+        while sw.stats["connects"] < 2 or not sw.connected:
+            gevent.sleep(0.02)
+    assert sw.exists(res.uuid)  # re-subscribed: events of the live call reach us again
+    sw.kill(res.uuid, "NORMAL_CLEARING")
+    ev = sw.wait_for(res.uuid, "CHANNEL_HANGUP_COMPLETE", timeout=5)
+    assert ev.uuid == res.uuid
+
+
+def test_x2_sim_wait_for_times_out(sim, sw):
+    sim.script("14155550144", "answer", ring_s=0.05, talk_s=5)
+    res = sw.originate("sofia/gateway/gw1/14155550144")
+    with pytest.raises(SwitchTimeout):
+        sw.wait_for(res.uuid, "DTMF", timeout=0.2)
+    sw.kill(res.uuid)
