@@ -194,24 +194,24 @@ def window_clause(session: Session, campaign: CampaignInfo, now: dt.datetime) ->
     """SQL condition: the record's local time is inside the campaign window now (X1).
 
     ``None`` means nobody may be called now.  Zones are decided per distinct
-    ``timezone`` value (a few hundred at most), not per record.  A zone value
-    first seen after the cached list was read is excluded until the next
-    refresh: the safe direction.
+    ``timezone`` value (a few hundred at most), not per record, from a list
+    cached for ZONES_CACHE_S; the condition excludes the zones known to be
+    outside the window.  A zone value newer than the cache passes the SQL
+    condition, so :func:`lease` checks every record it took in Python as well
+    and puts back any that is outside the window.
     """
     default_ok = _callable(None, campaign, now)
     if not campaign.by_number:
         return sa.true() if default_ok else None
     key = (id(session.get_bind()), str(session.get_bind().url), campaign.id)
-    zones = _zones.get(session, key, campaign.id)
-    allowed = [z for z in zones if z and _callable(z, campaign, now)]
-    parts = []
-    if allowed:
-        parts.append(CallRecord.timezone.in_(allowed))
-    if default_ok:
-        parts.append(CallRecord.timezone.is_(None))
-    if not parts:
+    zones = [z for z in _zones.get(session, key, campaign.id) if z]
+    closed = [z for z in zones if not _callable(z, campaign, now)]
+    if len(closed) == len(zones) and not default_ok and zones:
         return None
-    return sa.or_(*parts) if len(parts) > 1 else parts[0]
+    has_zone = CallRecord.timezone.is_not(None)
+    if closed:
+        has_zone = sa.and_(has_zone, CallRecord.timezone.not_in(closed))
+    return sa.or_(has_zone, CallRecord.timezone.is_(None)) if default_ok else has_zone
 
 
 def _eligible(now: dt.datetime) -> sa.ColumnElement:
@@ -222,6 +222,18 @@ def _for_update(stmt, session: Session, skip_locked: bool = True):
     if session.get_bind().dialect.name == "postgresql":
         return stmt.with_for_update(skip_locked=skip_locked)
     return stmt
+
+
+def _picked(session: Session, stmt, name: str) -> sa.ColumnElement[bool]:
+    """``id IN (picked)`` where ``picked`` is a CTE evaluated exactly once.
+
+    A plain ``UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP
+    LOCKED)`` can hand out more than ``n`` rows on PostgreSQL: the planner may
+    re-run the sub-select, and every run skips the rows the previous one took.
+    A MATERIALIZED CTE runs once.
+    """
+    cte = _for_update(stmt, session).cte(name).prefix_with("MATERIALIZED", dialect="postgresql")
+    return CallRecord.id.in_(sa.select(cte.c.id))
 
 
 def _dnc_numbers(session: Session, numbers: Iterable[str]) -> set[str]:
@@ -453,13 +465,12 @@ def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_secon
         rows: list = []
         # Web leads and due callbacks first, straight from the pools (D10, P9).
         if pool_ids:
-            urgent = _for_update(
-                sa.select(CallRecord.id).where(
-                    CallRecord.pool_id.in_(pool_ids), CallRecord.status == RecordStatus.READY,
-                    CallRecord.priority < 0, CallRecord.difficulty <= skill, _eligible(now), window,
-                ).order_by(CallRecord.priority, CallRecord.id).limit(max_records), session)
+            urgent = _picked(session, sa.select(CallRecord.id).where(
+                CallRecord.pool_id.in_(pool_ids), CallRecord.status == RecordStatus.READY,
+                CallRecord.priority < 0, CallRecord.difficulty <= skill, _eligible(now), window,
+            ).order_by(CallRecord.priority, CallRecord.id).limit(max_records), "urgent")
             rows += record_status.bulk_set_status_returning(
-                session, RecordStatus.LEASED, where=[CallRecord.id.in_(urgent)],
+                session, RecordStatus.LEASED, where=[urgent],
                 from_statuses=[RecordStatus.READY], returning=_RECORD_COLS, **held)
         want = max_records - len(rows)
         if want > 0:
@@ -473,13 +484,20 @@ def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_secon
             amount = selection.refill_amount(max(0, remaining - want), target, queue.batch_size)
             if amount:
                 refill(session, queue, campaign, skill, amount, window, now, (top or 0) + 1)
-            take = _for_update(
-                sa.select(CallRecord.id).where(
-                    CallRecord.queue_id == queue.id, CallRecord.status == RecordStatus.QUEUED, window,
-                ).order_by(CallRecord.priority, CallRecord.queue_seq, CallRecord.id).limit(want), session)
+            take = _picked(session, sa.select(CallRecord.id).where(
+                CallRecord.queue_id == queue.id, CallRecord.status == RecordStatus.QUEUED, window,
+            ).order_by(CallRecord.priority, CallRecord.queue_seq, CallRecord.id).limit(want), "take")
             rows += record_status.bulk_set_status_returning(
-                session, RecordStatus.LEASED, where=[CallRecord.id.in_(take)],
+                session, RecordStatus.LEASED, where=[take],
                 from_statuses=[RecordStatus.QUEUED], returning=_RECORD_COLS, **held)
+        # X1 for zone values newer than the cached list: put such records back.
+        memo: dict[Optional[str], bool] = {}
+        late = [r.id for r in rows if not memo.setdefault(r.timezone, _callable(r.timezone, campaign, now))]
+        if late:
+            record_status.bulk_set_status(session, RecordStatus.READY, where=[CallRecord.id.in_(late)],
+                                          from_statuses=[RecordStatus.LEASED], queue_seq=None)
+            rows = [r for r in rows if r.id not in set(late)]
+            _zones.clear()
         # D9: DNC again at lease time; such records are closed, not handed out.
         dnc = _dnc_numbers(session, (r.number for r in rows))
         if dnc:
