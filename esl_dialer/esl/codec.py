@@ -50,6 +50,7 @@ __all__ = [
     "encode_sendmsg",
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_BODY_BYTES",
+    "DISCONNECT_GOODBYE",
 ]
 
 # Outer header blocks are tiny except the outbound ``connect`` reply, which

@@ -1,0 +1,208 @@
+"""The per-channel "session thread": runs dialplan apps and queued messages.
+
+FreeSWITCH gives each channel a thread that walks the dialplan and, between
+applications and while parked or bridged, executes private events queued by
+``sendmsg``/``uuid_broadcast``.  Here that thread is a greenlet; blocking
+applications wait through :meth:`Session.block`, which is the only place
+interrupts (hang-up, uuid_break, unpark, transfer) are delivered, so state is
+never torn mid-update.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+import gevent
+from gevent.event import Event as GEvent
+
+from .channel import Channel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .switch import SimSwitch
+
+logger = logging.getLogger(__name__)
+
+
+class Interrupt(Exception):
+    """Unwinds blocking applications."""
+
+
+class HangupInterrupt(Interrupt):
+    pass
+
+
+class BreakInterrupt(Interrupt):
+    """uuid_break: stop the current playback."""
+
+
+class UnparkInterrupt(Interrupt):
+    """A bridge or the end of an outbound socket ends park."""
+
+
+class TransferInterrupt(Interrupt):
+    pass
+
+
+@dataclass
+class Message:
+    """A private event queued on a channel (sendmsg / uuid_broadcast)."""
+
+    command: str  # "execute" | "hangup"
+    app: str = ""
+    arg: str = ""
+    app_uuid: str | None = None
+    loops: int = 1
+    cause: str = "NORMAL_CLEARING"
+    headers: dict = field(default_factory=dict)
+
+
+class Session:
+    def __init__(self, switch: "SimSwitch", channel: Channel) -> None:
+        self.switch = switch
+        self.ch = channel
+        self.apps: collections.deque[tuple[str, str]] = collections.deque()
+        self.inbox: collections.deque[Message] = collections.deque()
+        self.wake = GEvent()
+        self.hangup_requested = False
+        self.break_requested = False
+        self.unpark_requested = False
+        self.transfer_to: list[tuple[str, str]] | None = None
+        self.holding = True  # waiting (originate in progress, socket, bridged): do not end the dialplan
+        self.playing = False
+        self.parked = False
+        self.in_bridge_app = False
+        self.dtmf_event = GEvent()
+        self.greenlet: gevent.Greenlet | None = None
+        self.done = GEvent()
+        self.listener = None  # outbound-socket listener controlling this channel
+        self.party = None  # PartyPlan of the simulated far end, if any
+        self.collecting = False  # play_and_get_digits/read is waiting for digits
+        self.watchers: list[Callable[[], None]] = []
+
+    # -- control from other greenlets -------------------------------------
+    def start(self) -> None:
+        self.greenlet = gevent.spawn(self._run)
+        self.greenlet.name = f"sim-session-{self.ch.uuid[:8]}"
+
+    def poke(self) -> None:
+        self.wake.set()
+
+    def request_hangup(self) -> None:
+        self.hangup_requested = True
+        self.poke()
+
+    def request_break(self, clear_queue: bool = False) -> None:
+        if clear_queue:
+            self.inbox.clear()
+        if self.playing:
+            self.break_requested = True
+            self.poke()
+
+    def request_unpark(self) -> None:
+        self.unpark_requested = True
+        self.poke()
+
+    def request_transfer(self, apps: list[tuple[str, str]]) -> None:
+        self.transfer_to = apps
+        self.poke()
+
+    def queue(self, message: Message) -> None:
+        self.inbox.append(message)
+        self.poke()
+
+    # -- blocking primitive -------------------------------------------------
+    def check(self, *, breakable: bool = False, parked: bool = False) -> None:
+        if self.hangup_requested:
+            raise HangupInterrupt()
+        if self.transfer_to is not None:
+            raise TransferInterrupt()
+        if breakable and self.break_requested:
+            self.break_requested = False
+            raise BreakInterrupt()
+        if parked and self.unpark_requested:
+            self.unpark_requested = False
+            raise UnparkInterrupt()
+
+    def block(
+        self,
+        sim_seconds: float | None,
+        *,
+        messages: bool = False,
+        breakable: bool = False,
+        parked: bool = False,
+        until: Callable[[], bool] | None = None,
+    ) -> None:
+        """Wait ``sim_seconds`` (None = until interrupted or ``until()`` is true).
+
+        With ``messages`` queued private events run meanwhile (park, bridge,
+        socket).  Raises an :class:`Interrupt` subclass when one is due.
+        """
+        deadline = None if sim_seconds is None else time.monotonic() + self.switch.clock.real(sim_seconds)
+        while True:
+            self.check(breakable=breakable, parked=parked)
+            if until is not None and until():
+                return
+            if messages and self.inbox:
+                self.run_message(self.inbox.popleft())
+                continue
+            if deadline is None:
+                timeout = 5.0
+            else:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    return
+            self.wake.clear()
+            # re-check after clear so a poke between check and clear is not lost
+            if self.hangup_requested or self.transfer_to is not None or (messages and self.inbox) \
+                    or (breakable and self.break_requested) or (parked and self.unpark_requested):
+                continue
+            self.wake.wait(timeout)
+
+    # -- execution ----------------------------------------------------------
+    def run_message(self, msg: Message) -> None:
+        if msg.command == "hangup":
+            self.switch.hangup(self.ch, msg.cause)
+            return
+        if msg.command == "execute":
+            for _ in range(max(1, msg.loops)):
+                self.switch.apps.execute(self, msg.app, msg.arg, msg.app_uuid)
+
+    def _run(self) -> None:
+        sw = self.switch
+        try:
+            while True:
+                try:
+                    self.check()
+                    if self.inbox:
+                        self.run_message(self.inbox.popleft())
+                        continue
+                    if self.apps:
+                        app, arg = self.apps.popleft()
+                        sw.apps.execute(self, app, arg)
+                        continue
+                    if self.holding or self.ch.bridged_to or self.ch.controlled:
+                        self.block(None, messages=True,
+                                   until=lambda: not (self.holding or self.ch.bridged_to or self.ch.controlled)
+                                   or bool(self.apps))
+                        continue
+                    # End of the dialplan: FreeSWITCH hangs up NORMAL_CLEARING.
+                    sw.hangup(self.ch, "NORMAL_CLEARING")
+                except TransferInterrupt:
+                    apps, self.transfer_to = self.transfer_to or [], None
+                    self.apps = collections.deque(apps)
+                    self.unpark_requested = False
+                    self.break_requested = False
+        except HangupInterrupt:
+            pass
+        except Exception:  # a bug in an app must not leave a zombie channel
+            logger.exception("sim session %s crashed; hanging up", self.ch.uuid)
+            if self.ch.alive:
+                sw.hangup(self.ch, "NORMAL_TEMPORARY_FAILURE")
+        finally:
+            try:
+                sw.finish_channel(self)
+            finally:
+                self.done.set()
