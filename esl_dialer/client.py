@@ -241,15 +241,19 @@ class ControllerClient:
 
     # -- server-sent events --------------------------------------------------------
 
-    def iter_events(self, read_timeout: float = SSE_READ_TIMEOUT_S) -> Iterator[SseEvent]:
+    def iter_events(self, read_timeout: float = SSE_READ_TIMEOUT_S, last_event_id: str | None = None) -> Iterator[SseEvent]:
         """One SSE connection to /worker/events; ends when the stream closes.
 
-        Raises ControllerUnavailable / ApiError when it cannot be opened.
+        ``last_event_id`` resumes after that event (the controller replays what
+        was missed).  Raises ControllerUnavailable / ApiError when it cannot be opened.
         """
         conn = _gevent_connection(self._ep, self.timeout)
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
         try:
             try:
-                conn.request("GET", self._ep.prefix + "/api/v1/worker/events", headers=self._headers({"Accept": "text/event-stream"}))
+                conn.request("GET", self._ep.prefix + "/api/v1/worker/events", headers=self._headers(headers))
                 resp = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 raise ControllerUnavailable(f"event stream: {exc}") from exc
@@ -277,10 +281,13 @@ class ControllerClient:
     ) -> None:
         """Run until ``stop`` is set: deliver events, reconnect with back-off on any failure."""
         attempt = 0
+        last_id: str | None = None
         while not stop.is_set():
             try:
-                for ev in self.iter_events(read_timeout=read_timeout):
+                for ev in self.iter_events(read_timeout=read_timeout, last_event_id=last_id):
                     attempt = 0
+                    if ev.id:
+                        last_id = ev.id
                     if stop.is_set():
                         return
                     try:

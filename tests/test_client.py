@@ -22,12 +22,15 @@ class FakeApp:
     def __init__(self):
         self.script: dict[str, list] = {}
         self.seen: list[tuple[str, str, dict, str]] = []
+        self.last_ids: list = []
 
     def __call__(self, environ, start_response):
         path = environ["PATH_INFO"]
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         self.seen.append((environ["REQUEST_METHOD"], path, json.loads(body) if body else None, environ.get("HTTP_AUTHORIZATION")))
+        if path.endswith("/events"):
+            self.last_ids.append(environ.get("HTTP_LAST_EVENT_ID"))
         answers = self.script.get(path) or [(200, {"ok": True})]
         status, payload = answers.pop(0) if len(answers) > 1 else answers[0]
         if status == "sleep":
@@ -146,7 +149,7 @@ def test_sse_listener_reconnects(server):
 
     def stream():
         n["conn"] += 1
-        yield f"event: overflow\ndata: {json.dumps({'call_uuid': 'c%d' % n['conn']})}\n\n".encode()
+        yield f"id: {n['conn']}\nevent: overflow\ndata: {json.dumps({'call_uuid': 'c%d' % n['conn']})}\n\n".encode()
         # then the stream ends: the listener must reconnect
 
     app.script["/api/v1/worker/events"] = [(200, stream)]
@@ -163,3 +166,5 @@ def test_sse_listener_reconnects(server):
     assert stop.wait(5)
     g.join(timeout=2)
     assert got[:3] == ["c1", "c2", "c3"]
+    # reconnects resume after the last event seen
+    assert app.last_ids[:3] == [None, "1", "2"]

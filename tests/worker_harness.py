@@ -215,8 +215,11 @@ class FakeChannel:
 class FakeSwitch:
     """The Switch methods the worker uses, with scripted outcomes and instant events."""
 
-    def __init__(self, outcome: Callable[[str], Outcome] = lambda n: Outcome()) -> None:
+    def __init__(self, outcome: Callable[[str], Outcome] = lambda n: Outcome(),
+                 agent_gate: Optional[gevent.event.Event] = None) -> None:
         self.outcome = outcome
+        self.agent_gate = agent_gate  # agents answer their waiting leg only once this is set
+        self.log: list[tuple[float, str, str]] = []  # (time, event or command, uuid)
         self.connected = True
         self._seq = itertools.count(1)
         self.seq = 0
@@ -230,6 +233,7 @@ class FakeSwitch:
     # events
     def _emit(self, uuid: str, name: str, **headers) -> None:
         self.seq = next(self._seq)
+        self.log.append((time.time(), name, uuid))
         ev = Event.from_headers({"Event-Name": name, "Unique-ID": uuid, **headers}, seq=self.seq)
         for h in list(self.handlers.get(uuid, [])):
             h(ev)
@@ -257,11 +261,14 @@ class FakeSwitch:
         ch = FakeChannel(uuid, number, dict(variables or {}))
         self.channels[uuid] = ch
         if endpoint.startswith("user/"):
+            if self.agent_gate is not None:
+                self.agent_gate.wait(timeout=originate_timeout or 30)
             gevent.sleep(0.01)
             ch.answered = True
             self._emit(uuid, "CHANNEL_ANSWER")
             return sw.OriginateResult(uuid, True, None, None, "job", "+OK " + uuid)
         self.originated.append((number, uuid, time.time()))
+        self.log.append((time.time(), "originate", uuid))
         out = self.outcome(number)
         self._emit(uuid, "CHANNEL_PROGRESS")
         gevent.sleep(out.ring_s)
