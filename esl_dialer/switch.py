@@ -175,7 +175,7 @@ class _Channel:
         for names, since, result in self.waiters:
             if key in names and ev.seq > since:
                 result.set(ev)
-            elif ev.name in HANGUP_EVENTS:
+            elif ev.name in HANGUP_EVENTS and not (names & HANGUP_EVENTS):
                 result.set_exception(ChannelHangup(self.uuid, ev))
             else:
                 keep.append((names, since, result))
@@ -215,7 +215,7 @@ class _Connection(InboundESL):
         # The socket timeout bounds sendall; the reader treats a recv timeout as "idle".
         self.sock.settimeout(self.timeout)
         self.connected = True
-        self.reader = self._owner._group.spawn(self.receive_events)
+        self.reader = self._owner._spawn(self.receive_events)
         if not self._auth_request_event.wait(timeout=self.timeout):
             self.stop()
             raise SwitchTimeout(f"no auth/request from {self.host}:{self.port} within {self.timeout} s")

@@ -300,3 +300,10 @@ def test_x2_start_without_wait_keeps_trying_until_the_switch_is_up():
             server.stop()
     finally:
         switch.close()
+
+
+def test_x2_waiting_for_hangup_complete_survives_the_hangup(fake, sw):
+    sw.track(U1)
+    gevent.spawn_later(0.05, fake.emit, event_frame("CHANNEL_HANGUP", U1) + event_frame("CHANNEL_HANGUP_COMPLETE", U1))
+    ev = sw.wait_for(U1, "CHANNEL_HANGUP_COMPLETE", timeout=2)
+    assert ev.name == "CHANNEL_HANGUP_COMPLETE"
