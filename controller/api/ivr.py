@@ -149,6 +149,10 @@ def proxy_events():
             if now - last_ping >= SSE_PING_S:
                 last_ping = now
                 yield "event: ping\ndata: {}\n\n"
+            else:
+                # A comment line each tick: a client that went away is noticed at
+                # the next write, and its stream stops polling the database.
+                yield ":\n\n"
             time.sleep(interval)
 
     return Response(stream(), mimetype="text/event-stream",

@@ -107,6 +107,7 @@ class IvrCall:
         self.report = CallReport(uuid=self.uuid, caller=self.caller)
         self._proxy: tuple[RemoteCenter, str] | None = None  # live proxy to cancel on hang-up
         self._moh = None  # AsyncResult of the running music
+        self._walk: MenuRun | None = None
 
     # ------------------------------------------------------------ the call
 
@@ -117,15 +118,14 @@ class IvrCall:
             s.send(f"linger {int(self.settings.linger_s)}")
             s.execute("answer", timeout=self.settings.command_timeout_s)
             menu = self.settings.menu_provider()
-            walk = MenuRun(menu, {"ani": self.caller, "uuid": self.uuid,
-                                  "dnis": (s.session_data or {}).get("Caller-Destination-Number", "")})
+            walk = self._walk = MenuRun(menu, {"ani": self.caller, "uuid": self.uuid,
+                                               "dnis": (s.session_data or {}).get("Caller-Destination-Number", "")})
             action = walk.start()
             while True:
                 event = self._perform(action)
                 if event is None:
                     break
                 action = walk.feed(event)
-            self.report.path = walk.path
         except CallerGone:
             if self.report.outcome in ("unknown",):
                 self.report.outcome = "caller_hangup"
@@ -137,6 +137,8 @@ class IvrCall:
             self.report.outcome, self.report.error = "error", repr(err)
             logger.exception("call %s: IVR failed", self.uuid)
         finally:
+            if self._walk is not None:
+                self.report.path = list(self._walk.path)
             self._cancel_proxy("caller_hangup" if s.gone.is_set() else "ivr_ended")
             self._hangup_quietly()
             self.report.ended_at = time.monotonic()
@@ -171,8 +173,9 @@ class IvrCall:
         return Digits(value if value not in (None, "", "_undef_") else None)
 
     def _lookup(self, action: Lookup) -> LookupDone:
+        key = next((c.api_key for c in self.settings.centers.values() if c.owns(action.url)), None)
         try:
-            data = http_get_json(action.url, action.timeout_s)
+            data = http_get_json(action.url, action.timeout_s, api_key=key)
         except (ControllerUnavailable, OSError, TimeoutError, ValueError) as err:
             logger.warning("call %s: look-up %s failed: %s", self.uuid, action.url, err)
             return LookupDone(False)

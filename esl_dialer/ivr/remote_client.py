@@ -81,6 +81,11 @@ class RemoteCenter:
             "campaign": campaign, "number": number, "name": name, "note": note, "callback_at": callback_at,
         }, idempotent=False)
 
+    def owns(self, url: str) -> bool:
+        """Whether ``url`` is on this center's controller (same scheme, host and port)."""
+        mine, other = urlsplit(self.base_url), urlsplit(url)
+        return (mine.scheme, mine.hostname, mine.port) == (other.scheme, other.hostname, other.port)
+
     def dial_string_for(self, skill: str, proxy_id: str) -> str:
         return self.dial_string.format(center=self.name, skill=skill, proxy=proxy_id)
 
@@ -153,11 +158,11 @@ class RemoteCenter:
             conn.close()
 
 
-def http_get_json(url: str, timeout_s: float) -> dict[str, Any]:
+def http_get_json(url: str, timeout_s: float, api_key: str | None = None) -> dict[str, Any]:
     """R8 look-up: GET an application server's JSON answer (any URL, bounded in time).
 
-    The key of a remote center whose URL matches is not sent: look-up URLs
-    come from menus, and menus may come from elsewhere.
+    ``api_key`` is sent only when the caller decided the URL belongs to a
+    configured center (same origin): a menu cannot make us leak a key elsewhere.
     """
     parts = urlsplit(url)
     ep = _Endpoint.parse(f"{parts.scheme}://{parts.netloc}")
@@ -167,7 +172,10 @@ def http_get_json(url: str, timeout_s: float) -> dict[str, Any]:
         target += "?" + parts.query
     try:
         with gevent.Timeout(timeout_s, TimeoutError(f"look-up {url} timed out")):
-            conn.request("GET", target, headers={"Accept": "application/json"})
+            headers = {"Accept": "application/json"}
+            if api_key:
+                headers["Authorization"] = f"Bearer {api_key}"
+            conn.request("GET", target, headers=headers)
             resp = conn.getresponse()
             body = resp.read(1024 * 1024)
     finally:
