@@ -1,0 +1,290 @@
+"""X2: the simulated switch's inbound event socket, driven over real TCP.
+
+Raw frames (our sans-IO client) where the wire shape matters, greenswitch's
+InboundESL where a real client library is the point.  Frames are compared
+with the captures from a real FreeSWITCH 1.10.12.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gevent
+import pytest
+from greenswitch import InboundESL
+
+from esl_dialer.esl import parse_event
+from esl_dialer.sim import SimConfig, SimSwitch
+from esl_dialer.sim.testing import RawEslClient, wait_until
+
+CAPTURES = Path("/work/shared/esl-captures")
+
+
+@pytest.fixture
+def sim():
+    s = SimSwitch(SimConfig(time_scale=0.05), port=0).start()
+    yield s
+    s.stop(timeout=2)
+
+
+@pytest.fixture
+def raw(sim):
+    c = RawEslClient("127.0.0.1", sim.port)
+    assert c.auth().reply_text == "+OK accepted"
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def esl(sim):
+    conn = InboundESL("127.0.0.1", sim.port, sim.password, timeout=5)
+    conn.connect()
+    conn.events = []
+    conn.register_handle("*", conn.events.append)
+    yield conn
+    conn.stop()
+
+
+def captured(name: str) -> list[dict]:
+    path = CAPTURES / name
+    if not path.exists():
+        pytest.skip("captures not available")
+    return [d for d in (json.loads(line) for line in path.open()) if "raw" in d]
+
+
+def test_x2_greeting_and_auth_like_freeswitch(sim):
+    c = RawEslClient("127.0.0.1", sim.port)
+    greeting = c.read_frame()
+    assert greeting.raw_headers == {"Content-Type": "auth/request"}
+    assert c.reply("api status").reply_text == "-ERR command not found"  # not authenticated yet
+    ok = c.reply("auth ClueCon")
+    cap = captured("a_inbound.jsonl")
+    assert dict(ok.raw_headers) == cap[1]["headers"]
+    c.close()
+
+
+def test_x2_wrong_password_is_refused_and_disconnected(sim):
+    c = RawEslClient("127.0.0.1", sim.port)
+    c.read_frame()
+    assert c.reply("auth nope").reply_text == "-ERR invalid"
+    notice = c.read_frame()
+    assert notice.content_type == "text/disconnect-notice"
+    assert notice.text.startswith("Disconnected, goodbye.")
+    assert c.read_frame() is None  # closed
+
+
+def test_x2_acl_rude_rejection():
+    s = SimSwitch(SimConfig(acl=("10.",)), port=0).start()
+    try:
+        c = RawEslClient("127.0.0.1", s.port)
+        frame = c.read_frame()
+        assert frame.content_type == "text/rude-rejection"
+        assert frame.text == "Access Denied, go away.\n"
+        assert c.read_frame() is None
+    finally:
+        s.stop(timeout=2)
+
+
+def test_x2_api_status_shape_matches_capture(raw):
+    status = raw.reply("api status")
+    cap = captured("a_inbound.jsonl")[2]
+    assert status.content_type == "api/response"
+    assert set(status.headers) == set(cap["headers"])
+    ours, theirs = status.text.splitlines(), cap["body"].splitlines()
+    assert len(ours) == len(theirs)
+    assert ours[0].startswith("UP 0 years, ") and ours[1] == theirs[1]
+    assert ours[2].endswith("session(s) since startup") and ours[-1] == theirs[-1]
+
+
+def test_x2_unknown_commands(raw):
+    api = raw.reply("api nosuchcommand")
+    assert api.text == captured("a_inbound.jsonl")[3]["body"] == "-ERR nosuchcommand Command not found!\n"
+    assert raw.reply("frobnicate").reply_text == "-ERR command not found"
+
+
+def test_x2_event_subscription_replies(raw):
+    assert raw.reply("event plain CHANNEL_CREATE BACKGROUND_JOB").reply_text == "+OK event listener enabled plain"
+    assert raw.reply("event json CHANNEL_ANSWER").reply_text == "+OK event listener enabled json"
+    assert raw.reply("event bogus").reply_text == "-ERR no keywords supplied"
+    assert raw.reply("nixevent CHANNEL_ANSWER").reply_text == "+OK events nixed"
+    assert raw.reply("filter Unique-ID abc").reply_text == "+OK filter added. [Unique-ID]=[abc]"
+    assert raw.reply("filter delete Unique-ID abc").reply_text == "+OK filter deleted. [Unique-ID][abc]"
+    assert raw.reply("noevents").reply_text == "+OK no longer listening for events"
+    assert raw.reply("noevents").reply_text == "-ERR not listening for events"
+    assert raw.reply("linger").reply_text == "-ERR not controlling a session"
+    assert raw.reply("myevents 00000000-0000-0000-0000-000000000000 plain").reply_text == "-ERR invalid uuid"
+
+
+def test_x2_exit_says_bye_then_disconnect_notice(raw):
+    assert raw.reply("exit").reply_text == "+OK bye"
+    notice = raw.read_frame()
+    assert notice.content_type == "text/disconnect-notice"
+    assert notice.headers["Content-Length"] == str(len(notice.body))
+    assert raw.read_frame() is None
+
+
+def test_x2_api_originate_error_and_bgapi_background_job(raw):
+    assert raw.reply("event plain BACKGROUND_JOB").reply_text.startswith("+OK")
+    assert raw.reply("api originate error/user_busy &park()").text == "-ERR USER_BUSY\n"
+    reply = raw.reply("bgapi originate {origination_uuid=3970570d-366b-4f2a-8d75-0b7d7c130b05}error/no_answer &park()")
+    job = reply.headers["Job-UUID"]
+    assert reply.reply_text == f"+OK Job-UUID: {job}"
+    cap = captured("a_inbound.jsonl")
+    assert set(reply.raw_headers) == set(cap[6]["headers"])
+    frame = raw.read_until(lambda f: f.content_type == "text/event-plain")
+    event = parse_event(frame)
+    assert event.name == "BACKGROUND_JOB" and event["Job-UUID"] == job
+    assert event.body == "-ERR NO_ANSWER\n"
+    assert event["Job-Command"] == "originate"
+    assert event["Job-Command-Arg"] == "{origination_uuid=3970570d-366b-4f2a-8d75-0b7d7c130b05}error/no_answer &park()"
+    assert list(event.headers)[:13] == list(cap[7]["event"])[:13]  # same global headers in the same order
+
+
+def test_x2_bgapi_with_client_job_uuid(raw):
+    raw.command("bgapi status\nJob-UUID: 11111111-2222-3333-4444-555555555555")
+    reply = raw.read_frame()
+    assert reply.headers["Job-UUID"] == "11111111-2222-3333-4444-555555555555"
+
+
+def test_x2_event_json_background_job_body(raw):
+    raw.reply("event json BACKGROUND_JOB")
+    raw.reply("bgapi originate error/user_busy &park()")
+    frame = raw.read_until(lambda f: f.content_type == "text/event-json")
+    obj = json.loads(frame.body)
+    assert obj["Event-Name"] == "BACKGROUND_JOB" and obj["_body"] == "-ERR USER_BUSY\n"
+    assert obj["Content-Length"] == "15"
+
+
+def test_x2_events_wait_for_blocking_api_reply(raw, sim):
+    """Like FreeSWITCH, events queued during `api originate` come after its api/response."""
+    raw.reply("event plain ALL")
+    raw.command("api originate loopback/9993 &park()")
+    first = raw.read_until(lambda f: True)
+    assert first.content_type == "api/response" and first.text.startswith("+OK ")
+    nxt = raw.read_frame()
+    assert parse_event(nxt).name == "CHANNEL_OUTGOING"
+    sim.api.run("hupall", "")
+
+
+def test_x2_greenswitch_client_full_call(sim, esl):
+    esl.send("event plain ALL")
+    sim.script("15551234567", "answer", ring_s=0.5, talk_s=2)
+    reply = esl.send("api originate {origination_uuid=0ca359d5-03f9-41a5-a52d-5921e9ed5d28,dialer_record_id=42}"
+                     "sofia/gateway/gw1/15551234567 &park()")
+    assert reply.data == "+OK 0ca359d5-03f9-41a5-a52d-5921e9ed5d28\n"
+    assert wait_until(lambda: any(e.headers.get("Event-Name") == "CHANNEL_HANGUP_COMPLETE" for e in esl.events), 5)
+    names = [e.headers["Event-Name"] for e in esl.events if e.headers.get("Unique-ID") == "0ca359d5-03f9-41a5-a52d-5921e9ed5d28"]
+    assert names[:4] == ["CHANNEL_OUTGOING", "CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_ANSWER"]
+    assert names[-2:] == ["CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY"]
+    assert names.index("CHANNEL_HANGUP") < names.index("CHANNEL_HANGUP_COMPLETE")
+    assert "CHANNEL_PARK" in names and "CHANNEL_EXECUTE" in names
+    done = [e for e in esl.events if e.headers.get("Event-Name") == "CHANNEL_HANGUP_COMPLETE"][0].headers
+    assert done["variable_dialer_record_id"] == "42"
+    assert done["Hangup-Cause"] == "NORMAL_CLEARING" and done["variable_hangup_cause_q850"] == "16"
+    assert int(done["variable_billsec"]) == 2 and int(done["variable_duration"]) in (2, 3)
+    assert done["Caller-Destination-Number"] == "15551234567"
+
+
+def test_x2_channel_event_headers_match_capture(raw, sim):
+    """Our CHANNEL_* events carry the header names real FreeSWITCH sends (minus loopback/codec extras)."""
+    raw.reply("event plain CHANNEL_CREATE CHANNEL_EXECUTE CHANNEL_HANGUP_COMPLETE PLAYBACK_START PLAYBACK_STOP")
+    raw.reply("api originate {origination_uuid=14bb429e-32b0-42a7-9c85-99098dfb9f74}loopback/9993 &park()")
+    raw.reply("api uuid_broadcast 14bb429e-32b0-42a7-9c85-99098dfb9f74 tone_stream://%(500,0,440) aleg")
+    ours: dict[str, dict] = {}
+    while "PLAYBACK_STOP" not in ours:
+        ev = parse_event(raw.read_until(lambda f: f.is_event))
+        ours.setdefault(ev.name, dict(ev.headers))
+    raw.reply("api uuid_kill 14bb429e-32b0-42a7-9c85-99098dfb9f74")
+    while "CHANNEL_HANGUP_COMPLETE" not in ours:
+        ev = parse_event(raw.read_until(lambda f: f.is_event))
+        ours.setdefault(ev.name, dict(ev.headers))
+    theirs: dict[str, dict] = {}
+    for cap in captured("a_inbound.jsonl"):
+        if "event" in cap:
+            theirs.setdefault(cap["event"]["Event-Name"], cap["event"])
+    for name, headers in ours.items():
+        non_var = {k for k in theirs[name] if not k.startswith(("variable_", "Other-Leg-", "Other-Type",
+                                                                "Caller-Caller-ID-Name", "Caller-Transfer"))}
+        missing = non_var - set(headers)
+        assert not missing, (name, missing)
+
+
+def test_x2_filter_limits_events(raw, sim):
+    raw.reply("event plain CHANNEL_CREATE")
+    raw.reply("filter Unique-ID 22222222-0000-0000-0000-000000000000")
+    raw.reply("api originate loopback/9993 &park()")
+    raw.reply("api originate {origination_uuid=22222222-0000-0000-0000-000000000000}loopback/9993 &park()")
+    ev = parse_event(raw.read_until(lambda f: f.is_event))
+    assert ev.unique_id == "22222222-0000-0000-0000-000000000000"
+    sim.api.run("hupall", "")
+
+
+def test_x2_myevents_uuid_only_that_channel(sim):
+    sim.script("15550001111", "answer", ring_s=0.1, talk_s=60)
+    uuid = sim.api.run("originate", "sofia/gateway/gw/15550001111 &park()").split()[1]
+    c = RawEslClient("127.0.0.1", sim.port)
+    c.auth()
+    assert c.reply(f"myevents {uuid}").reply_text == "+OK Events Enabled"
+    sim.api.run("originate", "loopback/9993 &park()")
+    sim.api.run("uuid_kill", uuid)
+    seen = set()
+    while True:
+        ev = parse_event(c.read_until(lambda f: f.is_event))
+        seen.add(ev.unique_id)
+        if ev.name == "CHANNEL_HANGUP_COMPLETE":
+            break
+    assert seen == {uuid}
+    c.close()
+    sim.api.run("hupall", "")
+
+
+def test_x2_garbage_closes_only_that_connection(sim, raw):
+    bad = RawEslClient("127.0.0.1", sim.port)
+    bad.read_frame()
+    bad.send(b"\x00\xff garbage without colon\nmore\n\n")
+    frames = []
+    while (f := bad.read_frame()) is not None:
+        frames.append(f)
+    assert frames and frames[-1].content_type == "text/disconnect-notice"
+    huge = RawEslClient("127.0.0.1", sim.port)
+    huge.read_frame()
+    huge.send(b"auth ClueCon\n\napi status\nContent-Length: 999999999999\n\n")
+    assert huge.read_frame().reply_text == "+OK accepted"
+    while (f := huge.read_frame()) is not None:
+        pass
+    # the server and the other connection carry on
+    assert raw.reply("api status").text.startswith("UP ")
+    assert sim.api.run("status", "").startswith("UP ")
+
+
+def test_x2_dropped_connection_leaves_channels_alive(sim):
+    c = RawEslClient("127.0.0.1", sim.port)
+    c.auth()
+    c.reply("event plain ALL")
+    uuid = c.reply("api originate loopback/9993 &park()").text.split()[1]
+    c.sock.close()  # the client vanishes mid-call
+    gevent.sleep(0.1)
+    assert uuid in sim.channels and sim.channels[uuid].alive
+    assert not sim.listeners or all(not l.closed for l in sim.listeners)
+    c2 = RawEslClient("127.0.0.1", sim.port)
+    c2.auth()
+    assert c2.reply(f"api uuid_exists {uuid}").text == "true"
+    assert c2.reply(f"api uuid_kill {uuid}").text == "+OK\n"
+    assert wait_until(lambda: uuid not in sim.channels, 3)
+    c2.close()
+
+
+def test_x2_slow_listener_is_dropped_after_max_missed(sim, monkeypatch):
+    from esl_dialer.sim import server
+
+    monkeypatch.setattr(server, "MAX_QUEUE", 5)
+    monkeypatch.setattr(server, "MAX_MISSED", 10)
+    c = RawEslClient("127.0.0.1", sim.port)
+    c.auth()
+    c.reply("event plain ALL")
+    listener = next(iter(sim.listeners))
+    # stop the listener's writer by blocking its main loop with a long api call
+    listener.inbox.put(("cmd", type("F", (), {"command": "api sleep_forever", "headers": {}, "body": b""})()))
+    for _ in range(30):
+        sim.fire("CUSTOM", [("Event-Subclass", "sim::test")], subclass="sim::test")
+    assert wait_until(lambda: listener.closed, 3)
