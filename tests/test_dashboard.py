@@ -528,3 +528,22 @@ def test_d8_worker_heartbeat_state_reaches_dashboard_stream(logged_in, db):
     stream.close()
     assert {a["name"]: a["state"] for a in data["agents"]}["erin"] == "dialing"
     assert data["agent_counts"]["dialing"] == 1
+
+
+def test_p8_pool_order_changed_from_pools_page(logged_in, db):
+    ids = seed(db)
+    p = ids["pools"]
+    token = _token(logged_in, "/pools")
+    assert logged_in.post(f"/pools/{p['old']}/move", data={"direction": "up"}).status_code == 400  # no token
+    resp = logged_in.post(f"/pools/{p['old']}/move", data={"direction": "up", "csrf_token": token})
+    assert resp.status_code == 302
+    assert "Pool Old customers moved up" in logged_in.get(resp.headers["Location"]).get_data(as_text=True)
+    order = [name for _id, name in reporting.campaign_pools(db, ids["campaign_id"])]
+    assert order == ["Hot leads", "Old customers", "Main list"]
+    # the top pool cannot move further up; nothing changes, no error
+    logged_in.post(f"/pools/{p['hot']}/move", data={"direction": "up", "csrf_token": token})
+    assert [n for _i, n in reporting.campaign_pools(db, ids["campaign_id"])] == order
+    assert logged_in.post(f"/pools/{p['hot']}/move", data={"direction": "sideways", "csrf_token": token}).status_code == 400
+    assert logged_in.post("/pools/99999/move", data={"direction": "up", "csrf_token": token}).status_code == 404
+    html = logged_in.get("/pools").get_data(as_text=True)
+    assert html.index("Old customers</th>") < html.index("Main list</th>")

@@ -21,6 +21,7 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/campaigns", "campaigns", campaigns_page)
     bp.add_url_rule("/pools", "pools", pools_page)
     bp.add_url_rule("/queues/<int:queue_id>/rules", "queue_rules", queue_rules, methods=["GET", "POST"])
+    bp.add_url_rule("/pools/<int:pool_id>/move", "move_pool", move_pool, methods=["POST"])
     bp.add_url_rule("/agents", "agents", agents_page)
     bp.add_url_rule("/attempts", "attempts", attempts_page)
     bp.add_url_rule("/records/<int:record_id>", "record", record_page)
@@ -52,6 +53,27 @@ def pools_page():
         for c in camps
     ]
     return render_template("pools.html", by_campaign=by_campaign)
+
+
+def move_pool(pool_id: int):
+    """Move a pool one place up or down in its campaign's order (P8, live)."""
+    direction = request.form.get("direction")
+    if direction not in ("up", "down"):
+        abort(400, description="Choose to move the pool up or down.")
+    db = get_db()
+    pool = next((p for p in reporting.pools(db) if p.id == pool_id), None)
+    if pool is None:
+        abort(404, description=f"There is no pool {pool_id}.")
+    order = [pid for pid, _name in reporting.campaign_pools(db, pool.campaign_id)]
+    i = order.index(pool_id)
+    j = i - 1 if direction == "up" else i + 1
+    if 0 <= j < len(order):
+        order[i], order[j] = order[j], order[i]
+        queue_service.reorder_pools(db, pool.campaign_id, order)
+        logger.info("campaign %s: pool %s moved %s from the dashboard", pool.campaign_id, pool_id, direction)
+        flash(f"Pool {pool.name} moved {direction}. Queues that drain the campaign's pools in order follow at once.",
+              "ok")
+    return redirect(url_for("dashboard.pools") + f"#campaign-{pool.campaign_id}")
 
 
 def queue_rules(queue_id: int):
