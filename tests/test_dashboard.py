@@ -547,3 +547,64 @@ def test_p8_pool_order_changed_from_pools_page(logged_in, db):
     assert logged_in.post("/pools/99999/move", data={"direction": "up", "csrf_token": token}).status_code == 404
     html = logged_in.get("/pools").get_data(as_text=True)
     assert html.index("Old customers</th>") < html.index("Main list</th>")
+
+
+GEVENT_SERVER = r"""
+from gevent import monkey; monkey.patch_all()
+import sys
+from gevent.pywsgi import WSGIServer
+from controller import create_app
+from controller.config import TestConfig
+app = create_app(TestConfig(sys.argv[1]))
+app.config.update(DASHBOARD_STREAM_INTERVAL_S=0.2, DASHBOARD_STREAM_MAX_S=20)
+server = WSGIServer(("127.0.0.1", 0), app, log=None)
+server.start()
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.mark.slow
+def test_x3_open_streams_do_not_block_pages_under_gevent(db, db_url):
+    """Under gevent's WSGI server (monkey-patched, in a subprocess) several open
+    SSE streams leave the pages responsive: the stream loop yields."""
+    import select
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    seed(db)
+    users.add_user(db, "sup", PASSWORD)
+    proc = subprocess.Popen([sys.executable, "-c", GEVENT_SERVER, db_url], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    streams = []
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "gevent server did not start: " + (proc.stderr.read() if proc.poll() is not None else "")
+        base = f"http://127.0.0.1:{int(proc.stdout.readline())}"
+        s = requests.Session()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', s.get(f"{base}/login", timeout=5).text).group(1)
+        assert s.post(f"{base}/login", data={"username": "sup", "password": PASSWORD, "csrf_token": token},
+                      timeout=5).status_code == 200
+        for _ in range(5):
+            r = requests.get(f"{base}/stream", cookies=s.cookies, stream=True, timeout=5)
+            lines = r.iter_lines(decode_unicode=True)
+            assert next(lines).startswith("retry:")
+            next(lines)
+            assert next(lines) == "event: snapshot"
+            streams.append(r)
+        start = time.monotonic()
+        for path in ("/campaigns", "/pools", "/agents", "/attempts"):
+            assert s.get(f"{base}{path}", timeout=5).status_code == 200, path
+        assert time.monotonic() - start < 4.0
+    finally:
+        for r in streams:
+            r.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
