@@ -112,3 +112,22 @@ def test_x2_sim_wait_for_times_out(sim, sw):
     with pytest.raises(SwitchTimeout):
         sw.wait_for(res.uuid, "DTMF", timeout=0.2)
     sw.kill(res.uuid)
+
+
+def test_x2_sim_transfer_break_record(sim, sw):
+    a = sw.originate("loopback/9993", originate_timeout=5)
+    assert a.ok
+    mark = sw.seq
+    sw.broadcast(a.uuid, "/nonexistent/long-prompt.wav", leg="aleg")  # lasts playback_default_s (3 s)
+    sw.wait_for(a.uuid, "PLAYBACK_START", timeout=2, since=mark)
+    t0 = gevent.get_hub().loop.now()
+    sw.break_(a.uuid)
+    sw.wait_for(a.uuid, "PLAYBACK_STOP", timeout=2, since=mark)
+    assert gevent.get_hub().loop.now() - t0 < 1.5
+    sw.record(a.uuid, "/tmp/esl-dialer-test-rec.wav")
+    sw.record(a.uuid, "/tmp/esl-dialer-test-rec.wav", action="stop")
+    sw.transfer(a.uuid, "9990")  # answer, sleep 1 s, hang up NORMAL_CLEARING
+    ev = sw.wait_for(a.uuid, "CHANNEL_HANGUP_COMPLETE", timeout=5)
+    assert ev["Hangup-Cause"] == "NORMAL_CLEARING"
+    with pytest.raises(CommandFailed):
+        sw.transfer(a.uuid, "9990")  # gone now
