@@ -363,6 +363,19 @@ class SimSwitch:
             if session is not None and session.parked:
                 session.request_unpark()
         if via_app == "uuid_bridge":
+            # FreeSWITCH ends park first (EXECUTE_COMPLETE park), then announces the bridge.
+            self.spawn(self._announce_bridge, a, b, via_app)
+        else:
+            self._announce_bridge(a, b, via_app)
+
+    def _announce_bridge(self, a: Channel, b: Channel, via_app: str) -> None:
+        if via_app == "uuid_bridge":
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and any(
+                    (s := self.sessions.get(leg.uuid)) is not None and s.parked for leg in (a, b)):
+                gevent.sleep(0.001)
+            if a.bridged_to != b.uuid or not (a.alive and b.alive):
+                return
             for leg, other in ((a, b), (b, a)):
                 self.fire_channel("CHANNEL_EXECUTE", leg, [("Application", "uuid_bridge"),
                                                            ("Application-Data", other.uuid)])
