@@ -144,8 +144,9 @@ def test_r4_r7_caller_waits_locally_with_music_and_announcements(center, server_
     apps = call.apps()
     assert "bridge" not in apps  # R7: no long-distance leg while position 2
     assert ("playback", "local_stream://moh") in call.executed
-    assert apps.count("say") >= 2  # position announced repeatedly
-    assert ("say", "en NUMBER pronounced 2") in call.executed
+    announcements = [arg for app, arg in call.executed if app == "playback" and "digits/2.wav" in arg]
+    assert len(announcements) >= 2  # position announced repeatedly
+    assert announcements[-1] == "file_string://ivr/ivr-you_are_number.wav!digits/2.wav"
     call.hangup()
     assert call.ended.wait(5)
     acd.cancel_proxy(db, ahead.id, other)
@@ -197,6 +198,13 @@ def test_r9_hangup_while_waiting_cancels_the_proxy_at_once(center, server_for):
     assert acd.get_proxy(db, mine.id).end_reason == "caller_hangup"
     assert wait_until(lambda: len(server.calls) == 0)
     acd.cancel_proxy(db, ahead.id, other)
+
+
+@pytest.mark.parametrize("n, files", [(0, ["0"]), (7, ["7"]), (20, ["20"]), (42, ["40", "2"]),
+                                      (100, ["1", "hundred"]), (315, ["3", "hundred", "15"]), (342, ["3", "hundred", "40", "2"])])
+def test_r7_position_is_spoken_with_stock_digit_files(n, files):
+    from esl_dialer.ivr.app import number_files
+    assert number_files(n) == [f"digits/{f}.wav" for f in files]
 
 
 def test_r9_remote_down_retries_once_then_voicemail(server_for):

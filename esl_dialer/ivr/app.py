@@ -15,7 +15,7 @@ runs (R9): voicemail recording, callback request (a scheduled record, P9),
 or a polite hang-up.
 
 Every FreeSWITCH application used is stock mod_dptools: answer, playback,
-play_and_get_digits, say, set, bridge, record, transfer, hangup; plus the
+play_and_get_digits, set, bridge, record, transfer, hangup; plus the
 ``uuid_break`` API to stop the music.
 """
 from __future__ import annotations
@@ -89,6 +89,24 @@ class CallReport:
     attempts: int = 0
     announcements: int = 0
     error: str | None = None
+
+
+def number_files(n: int) -> list[str]:
+    """The stock en sound files (sounds/en/us/callie/digits) that say ``n`` (0-999, else digit by digit)."""
+    if n < 0 or n > 999:
+        return [f"digits/{d}.wav" for d in str(abs(n))]
+    files: list[str] = []
+    hundreds, rest = divmod(n, 100)
+    if hundreds:
+        files += [f"digits/{hundreds}.wav", "digits/hundred.wav"]
+    if rest >= 20:
+        tens, ones = divmod(rest, 10)
+        files.append(f"digits/{tens * 10}.wav")
+        if ones:
+            files.append(f"digits/{ones}.wav")
+    elif rest or not files:
+        files.append(f"digits/{rest}.wav")
+    return files
 
 
 class RemoteFailed(Exception):
@@ -296,15 +314,15 @@ class IvrCall:
             snap = update
 
     def _announce(self, snap: Mapping[str, Any], intro: bool = False) -> None:
-        """Position (and expected minutes) with stock prompts and mod_say."""
+        """Position in line, spoken with the stock sound files (one ``playback`` of a file_string)."""
         self.report.announcements += 1
-        if intro:
-            self.session.execute("playback", self.settings.wait_prompt, timeout=PLAY_TIMEOUT_S)
+        files = [self.settings.wait_prompt] if intro else []
         position = snap.get("position")
         if isinstance(position, int) and position > 0:
-            self.session.execute("playback", self.settings.announce_prompt, timeout=PLAY_TIMEOUT_S)
-            # mod_dptools: say <module_name>[:<lang>] <say_type> <say_method> [<gender>] <text>
-            self.session.execute("say", f"en NUMBER pronounced {position}", timeout=60.0)
+            files += [self.settings.announce_prompt, *number_files(position)]
+        if files:
+            # mod_dptools playback of file_string://a!b!c plays the files in a row.
+            self.session.execute("playback", "file_string://" + "!".join(files), timeout=PLAY_TIMEOUT_S)
 
     def _stop_music(self) -> None:
         if self._moh is not None and not self._moh.ready():
