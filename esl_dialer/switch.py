@@ -276,16 +276,21 @@ class _Connection(InboundESL):
         sock = self.sock
         parser = StreamParser()
         owner = self._owner
+        last_data = time.monotonic()
         try:
             while self._run:
                 try:
                     data = sock.recv(RECV_BYTES)
                 except stdsocket.timeout:
-                    continue  # idle connection; liveness is the server's HEARTBEAT
+                    # Quiet connection: FreeSWITCH sends HEARTBEAT every 20 s, so long
+                    # silence may be a half-open TCP session; probe it (off the reader).
+                    owner._idle(self, time.monotonic() - last_data)
+                    continue
                 except OSError as exc:
                     if self._run:
                         logger.warning("ESL read from %s:%s failed: %s", self.host, self.port, exc)
                     break
+                last_data = time.monotonic()
                 if not data:
                     if self._run and not owner._closing:
                         logger.warning("ESL connection to %s:%s closed by the server", self.host, self.port)
@@ -348,7 +353,8 @@ class Switch:
     def __init__(self, host: str = "127.0.0.1", port: int = 8021, password: str = "ClueCon", *,
                  events: Iterable[str] = DEFAULT_EVENTS, connect_timeout: float = 5.0,
                  command_timeout: float = 10.0, reconnect_min_s: float = 0.1, reconnect_max_s: float = 5.0,
-                 channel_linger_s: float = 30.0, name: str = "switch") -> None:
+                 channel_linger_s: float = 30.0, idle_probe_s: float | None = 60.0,
+                 name: str = "switch") -> None:
         self.host, self.port, self.password = host, int(port), password
         self.name = name
         self.connect_timeout = connect_timeout
@@ -356,6 +362,8 @@ class Switch:
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
         self.channel_linger_s = channel_linger_s
+        self.idle_probe_s = idle_probe_s
+        self._probe: gevent.Greenlet | None = None
         self._events: list[str] = []
         self._custom: list[str] = []
         self._filters: list[tuple[str, str]] = []
@@ -497,6 +505,21 @@ class Switch:
             self._conn = None
             if not self._closing:
                 logger.warning("%s: lost the ESL connection to %s:%s; reconnecting", self.name, self.host, self.port)
+
+    def _idle(self, conn: _Connection, silent_s: float) -> None:
+        """Called by the reader when nothing arrived for a while: probe with ``api status``."""
+        if self.idle_probe_s is None or silent_s < self.idle_probe_s or self._closing:
+            return
+        if self._probe is not None and not self._probe.dead:
+            return
+
+        def probe() -> None:
+            try:
+                conn.send("api status", timeout=self.command_timeout)
+            except SwitchError as exc:  # send() already dropped the connection
+                logger.warning("%s: idle probe of %s:%s failed (%s)", self.name, self.host, self.port, exc)
+
+        self._probe = self._spawn(probe)
 
     def _subscribe(self, conn: _Connection) -> None:
         words = list(self._events)

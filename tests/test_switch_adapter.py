@@ -307,3 +307,20 @@ def test_x2_waiting_for_hangup_complete_survives_the_hangup(fake, sw):
     gevent.spawn_later(0.05, fake.emit, event_frame("CHANNEL_HANGUP", U1) + event_frame("CHANNEL_HANGUP_COMPLETE", U1))
     ev = sw.wait_for(U1, "CHANNEL_HANGUP_COMPLETE", timeout=2)
     assert ev.name == "CHANNEL_HANGUP_COMPLETE"
+
+
+def test_x2_silent_half_open_connection_is_probed_and_replaced(fake):
+    switch = Switch("127.0.0.1", fake.port, connect_timeout=0.2, command_timeout=0.3, idle_probe_s=0.3,
+                    reconnect_min_s=0.05, reconnect_max_s=0.1).start()
+    try:
+        fake.stall = True  # the server stops answering anything (a dead peer behind a live socket)
+        with gevent.Timeout(5):
+            while fake.connections < 2:
+                gevent.sleep(0.05)
+        fake.stall = False
+        assert switch.wait_connected(5)
+        assert switch.status().startswith("UP")
+        assert any(c == "api status" for c in fake.received)  # the probe
+    finally:
+        fake.stall = False
+        switch.close()
