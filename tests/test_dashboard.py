@@ -608,3 +608,12 @@ def test_x3_open_streams_do_not_block_pages_under_gevent(db, db_url):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+def test_p14_login_page_tells_how_to_create_the_first_user(db, db_url):
+    app = create_app(config_mod.TestConfig(db_url))
+    html = app.test_client().get("/login").get_data(as_text=True)
+    assert "dialer user add admin --prompt" in html
+    users.add_user(db, "first", PASSWORD)
+    assert "dialer user add" not in app.test_client().get("/login").get_data(as_text=True)
+    app.extensions["dialer_db"].dispose()
