@@ -670,10 +670,21 @@ class SimSwitch:
             if ch.alive and ch.bridged_at == started:
                 self.hangup(ch, "NORMAL_CLEARING")
             return
-        limit = plan.patience_s if plan.patience_s is not None else plan.talk_s
-        if limit is None:
+        if plan.patience_s is not None:
+            # Answered and left waiting (parked, no agent): the person gives up.  An
+            # application talking to them (IVR, playback) keeps them on the line.
+            self._wait_on(ch, plan.patience_s, lambda: ch.bridged_at is not None)
+            if ch.bridged_at is not None or not ch.alive:
+                return
+            if ch.current_app in (None, "park") or plan.outcome == "hangup_while_waiting":
+                ch.note(self.clock.now(), "abandon")
+                self.hangup(ch, "NORMAL_CLEARING")
+                return
+        if plan.talk_s is None:
             return
-        self._wait_on(ch, limit, lambda: ch.bridged_at is not None)
+        answered = ch.answered_at or self.clock.now()
+        remaining = plan.talk_s - (self.clock.now() - answered)
+        self._wait_on(ch, remaining, lambda: ch.bridged_at is not None)
         if ch.alive and ch.bridged_at is None:
             self.hangup(ch, "NORMAL_CLEARING")
 

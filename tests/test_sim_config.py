@@ -1,0 +1,127 @@
+"""X2: the simulator's TOML call model and the `dialer sim` command."""
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from esl_dialer.sim import SimConfig, SimConfigError, SimSwitch, load_sim_config
+from esl_dialer.sim.config import Dist
+from esl_dialer.sim.testing import RawEslClient, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TOML = ROOT / "freeswitch" / "sim.toml"
+
+
+def test_x2_default_toml_loads():
+    cfg = load_sim_config(DEFAULT_TOML)
+    assert cfg.password == "ClueCon" and cfg.port == 8021
+    assert cfg.rule_for("15550001234").rates == {"answer": 1.0}
+    assert cfg.rule_for("15559991234").rates == {"busy": 1.0}
+    assert cfg.rule_for("4915112345678") is cfg.default_rule
+    assert set(cfg.default_rule.rates) == {"answer", "busy", "no_answer", "failed", "machine",
+                                          "hangup_while_waiting"}
+    assert cfg.users["1001"].answer_after_s == 0.5
+    assert cfg.dialplan["7000"] == (("socket", "127.0.0.1:8084 async full"),)
+    assert cfg.dialplan["9993"] == (("answer", ""), ("park", ""))  # built-in capture extensions stay
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[sim]\nport = 'x'\n", "sim.port"),
+    ("[sim]\nbogus = 1\n", "unknown keys"),
+    ("[calls]\nanswer = -1\n", "calls.answer"),
+    ("[calls]\nring = [5, 1]\n", "calls.ring"),
+    ("[calls]\ntalk = {dist = 'weird'}\n", "unknown dist"),
+    ("[[numbers]]\nmatch = '('\n", "invalid regex"),
+    ("[nonsense]\n", "unknown sections"),
+    ("[sim]\ntime_scale = 0\n", "time_scale"),
+    ("not toml ][", "invalid TOML"),
+])
+def test_x2_bad_toml_names_the_key(tmp_path, text, message):
+    path = tmp_path / "sim.toml"
+    path.write_text(text)
+    with pytest.raises(SimConfigError, match=message):
+        load_sim_config(path)
+
+
+def test_x2_distributions_bounded_and_seeded():
+    rng = random.Random(3)
+    for dist in (Dist.parse(5, "x"), Dist.parse([1, 2], "x"),
+                 Dist.parse({"dist": "exponential", "mean": 10, "min": 2, "max": 20}, "x"),
+                 Dist.parse({"dist": "normal", "mean": 10, "sd": 5, "min": 0}, "x"),
+                 Dist.parse({"dist": "lognormal", "mean": 90, "sd": 60, "max": 300}, "x")):
+        values = [dist.sample(rng) for _ in range(500)]
+        assert min(values) >= max(dist.lo, 0) and max(values) <= dist.hi
+    exp = Dist.parse({"dist": "exponential", "mean": 10}, "x")
+    mean = sum(exp.sample(rng) for _ in range(4000)) / 4000
+    assert 9 < mean < 11
+
+
+def test_x2_outcome_rates_follow_the_model():
+    cfg = SimConfig.from_dict({"calls": {"answer": 0.7, "busy": 0.3}})
+    sim = SimSwitch(cfg, port=0)
+    outcomes = [sim._plan_for("1234", {}).outcome for _ in range(2000)]
+    assert 0.65 < outcomes.count("answer") / 2000 < 0.75
+    assert set(outcomes) == {"answer", "busy"}
+
+
+def test_x2_poisson_inbound_callers_arrive():
+    cfg = SimConfig.from_dict({
+        "sim": {"time_scale": 0.001, "seed": 5},
+        "dialplan": {"6000": ["answer", "park"]},
+        "inbound": {"rate_per_minute": 60, "destination": "6000", "patience": 1000, "talk": 1000},
+    })
+    sim = SimSwitch(cfg, port=0).start()
+    try:
+        # 60/min with 1 ms per simulated second: ~1 caller per real millisecond
+        assert wait_until(lambda: len(sim.history) >= 20, 5)
+        ch = sim.history[0]
+        assert ch.direction == "inbound" and ch.destination == "6000" and ch.caller_id_number.startswith("1555200")
+    finally:
+        sim.stop(timeout=2)
+
+
+def test_x2_cli_has_help():
+    from controller.cli import main
+
+    result = CliRunner().invoke(main, ["sim", "--help"])
+    assert result.exit_code == 0 and "simulated FreeSWITCH" in result.output
+
+
+def test_x2_cli_bad_config_is_a_clear_error(tmp_path):
+    from controller.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[calls]\nanswer = 'x'\n")
+    result = CliRunner().invoke(main, ["sim", "--config", str(bad)])
+    assert result.exit_code == 1 and "calls.answer" in result.output
+
+
+@pytest.mark.slow
+def test_x2_dialer_sim_process_answers_api_status():
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from controller.cli import main; main()", "sim", "--config", str(DEFAULT_TOML), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        line = proc.stdout.readline()
+        assert "listening on 127.0.0.1:" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+        port = int(line.rsplit(":", 1)[1])
+        c = RawEslClient("127.0.0.1", port)
+        assert c.auth("ClueCon").reply_text == "+OK accepted"
+        assert c.reply("api status").text.startswith("UP 0 years")
+        assert c.reply("api originate sofia/gateway/gw/15559990000 &park()").text == "-ERR USER_BUSY\n"
+        c.close()
+    finally:
+        proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert "sim originate" in err  # it logs calls
