@@ -134,7 +134,7 @@ class ApiCommands:
         ch = self._chan(p[0])
         if ch is None or not ch.alive:
             return NO_SUCH_CHANNEL
-        self.switch.hangup(ch, p[1] if len(p) > 1 else "NORMAL_CLEARING")
+        self.switch.hangup(ch, p[1] if len(p) > 1 else "NORMAL_CLEARING", defer_peer=True)
         return "+OK\n"
 
     def uuid_broadcast(self, arg: str) -> str:
@@ -241,13 +241,20 @@ class ApiCommands:
             return NO_SUCH_CHANNEL
         digits = p[1].split("@", 1)[0]
         ch = session.ch
+        uuid = ch.uuid
+        # The digits go out of this leg: on a loopback pair they arrive on the partner
+        # (that is where FreeSWITCH fires DTMF).  On other legs the sim treats them as
+        # pressed by the far end (a test convenience: there is no far end to press).
+        peer = self.switch.sessions.get(ch.loopback_peer or "")
+        if peer is not None and peer.ch.alive:
+            session, ch = peer, peer.ch
         for digit in digits:
             ch.dtmf_sent.append(digit)
             self.switch.fire_channel("DTMF", ch, [("DTMF-Digit", digit), ("DTMF-Duration", "2000"),
                                                   ("DTMF-Source", "UNKNOWN")], variables=False)
         ch.dtmf_buffer += digits
         session.poke()
-        return f"+OK {ch.uuid} sent DTMF {digits}.\n"
+        return f"+OK {uuid} sent DTMF {digits}.\n"
 
     def uuid_dump(self, arg: str) -> str:
         from .channel import channel_headers

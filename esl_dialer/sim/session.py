@@ -46,6 +46,10 @@ class TransferInterrupt(Interrupt):
     pass
 
 
+class DeferredHangup(Interrupt):
+    """Unwind the running application first, then hang up (mod_loopback peer hang-up)."""
+
+
 @dataclass
 class Message:
     """A private event queued on a channel (sendmsg / uuid_broadcast)."""
@@ -70,6 +74,7 @@ class Session:
         self.break_requested = False
         self.unpark_requested = False
         self.transfer_to: list[tuple[str, str]] | None = None
+        self.deferred_cause: str | None = None
         self.holding = True  # waiting (originate in progress, socket, bridged): do not end the dialplan
         self.playing = False
         self.parked = False
@@ -92,6 +97,10 @@ class Session:
 
     def request_hangup(self) -> None:
         self.hangup_requested = True
+        self.poke()
+
+    def request_deferred_hangup(self, cause: str) -> None:
+        self.deferred_cause = cause
         self.poke()
 
     def request_break(self, clear_queue: bool = False) -> None:
@@ -117,6 +126,8 @@ class Session:
     def check(self, *, breakable: bool = False, parked: bool = False) -> None:
         if self.hangup_requested:
             raise HangupInterrupt()
+        if self.deferred_cause is not None:
+            raise DeferredHangup()
         if self.transfer_to is not None:
             raise TransferInterrupt()
         if breakable and self.break_requested:
@@ -156,7 +167,7 @@ class Session:
                     return
             self.wake.clear()
             # re-check after clear so a poke between check and clear is not lost
-            if self.hangup_requested or self.transfer_to is not None or (messages and self.inbox) \
+            if self.hangup_requested or self.transfer_to is not None or self.deferred_cause is not None or (messages and self.inbox) \
                     or (breakable and self.break_requested) or (parked and self.unpark_requested):
                 continue
             self.wake.wait(timeout)
@@ -190,6 +201,9 @@ class Session:
                         continue
                     # End of the dialplan: FreeSWITCH hangs up NORMAL_CLEARING.
                     sw.hangup(self.ch, "NORMAL_CLEARING")
+                except DeferredHangup:
+                    cause, self.deferred_cause = self.deferred_cause or "NORMAL_CLEARING", None
+                    sw.hangup(self.ch, cause)
                 except TransferInterrupt:
                     apps, self.transfer_to = self.transfer_to or [], None
                     self.apps = collections.deque(apps)

@@ -274,6 +274,11 @@ class SimSwitch:
             return False
         if ch.answered:
             return True
+        peer = self.find(ch.loopback_peer)
+        if peer is not None and peer.alive and not peer.answered and ch.direction == "inbound":
+            self.answer(peer)  # mod_loopback: the -a leg reports the answer first (as in the captures)
+            if ch.answered:
+                return True
         ch.answered_at = self.clock.now()
         ch.answer_state = "answered"
         ch.variables.setdefault("endpoint_disposition", "ANSWER")
@@ -293,7 +298,7 @@ class SimSwitch:
         for waiter in list(getattr(ch, "_waiters", ())):
             waiter.set()
 
-    def hangup(self, ch: Channel, cause: str = "NORMAL_CLEARING") -> bool:
+    def hangup(self, ch: Channel, cause: str = "NORMAL_CLEARING", *, defer_peer: bool = False) -> bool:
         """switch_channel_hangup: CHANNEL_HANGUP now; the session unwinds and reports."""
         if not ch.alive:
             return False
@@ -314,7 +319,13 @@ class SimSwitch:
             self.after_bridge(partner)
         peer = self.find(ch.loopback_peer)
         if peer is not None and peer.alive:
-            self.hangup(peer, cause)
+            peer_session = self.sessions.get(peer.uuid)
+            if defer_peer and peer_session is not None and peer.current_app:
+                # uuid_kill of a loopback leg: the partner's application completes before its
+                # CHANNEL_HANGUP (the order FreeSWITCH 1.10 shows in the captures)
+                peer_session.request_deferred_hangup(cause)
+            else:
+                self.hangup(peer, cause)
         for other in list(self.channels.values()):
             if other.variables.get("eavesdrop_target") == ch.uuid:
                 self._poke(other)
