@@ -25,6 +25,7 @@ import dataclasses
 import enum
 import functools
 import logging
+import re
 from typing import Optional
 
 import phonenumbers
@@ -32,6 +33,13 @@ from phonenumbers import NumberParseException, PhoneNumberType, phonenumberutil
 from phonenumbers.phonemetadata import PhoneMetadata
 
 logger = logging.getLogger(__name__)
+
+# phonenumbers compiles its metadata patterns through re.compile and relies on
+# re's cache of 512 entries.  Numbers from many regions (every NANP country is
+# tried for a +1 number) overflow it and every call recompiles: about half the
+# time went there.  Its documented switch keeps the (bounded) set compiled.
+if hasattr(phonenumbers, "enable_pattern_cache"):
+    phonenumbers.enable_pattern_cache()
 
 #: phonenumbers refuses longer input anyway; we check first to keep messages short.
 MAX_RAW_LENGTH = 250
@@ -167,11 +175,13 @@ def parse_number(raw: object, default_region: Optional[str] = None) -> ParsedNum
         return NumberRejection(Reason.EMPTY, "no number")
     if len(text) > MAX_RAW_LENGTH:
         return NumberRejection(Reason.TOO_LONG, f"longer than {MAX_RAW_LENGTH} characters")
-    try:
-        numobj = phonenumbers.parse(text, default_region)
-    except NumberParseException as err:
-        reason, message = _PARSE_ERRORS.get(err.error_type, (Reason.NOT_A_NUMBER, "not a phone number"))
-        return NumberRejection(reason, message)
+    numobj = _fast_nanp(text, default_region)
+    if numobj is None:
+        try:
+            numobj = phonenumbers.parse(text, default_region)
+        except NumberParseException as err:
+            reason, message = _PARSE_ERRORS.get(err.error_type, (Reason.NOT_A_NUMBER, "not a phone number"))
+            return NumberRejection(reason, message)
     region, ntype = _classify(numobj)
     if ntype == PhoneNumberType.UNKNOWN:
         possible = phonenumbers.is_possible_number_with_reason(numobj)
@@ -182,6 +192,32 @@ def parse_number(raw: object, default_region: Optional[str] = None) -> ParsedNum
         return NumberRejection(Reason.INVALID_AREA_CODE, f"invalid area code or number range ({e164})")
     e164 = phonenumbers.format_number(numobj, phonenumbers.PhoneNumberFormat.E164)
     return ParsedNumber(e164, region or "", _is_geographical(ntype, numobj.country_code))
+
+
+#: A plainly written NANP number: optional +1 / 1, area code and exchange that
+#: start with 2-9, usual separators, nothing else (no extension, no letters).
+_NANP_RE = re.compile(
+    r"(?:(\+1)|1)?[\s.\-]*(?:\(([2-9]\d\d)\)|([2-9]\d\d))[\s.\-]*([2-9]\d\d)[\s.\-]*(\d{4})"
+)
+_NANP_REGIONS = frozenset(phonenumberutil.COUNTRY_CODE_TO_REGION_CODE.get(1, ()))
+
+
+def _fast_nanp(text: str, default_region: Optional[str]) -> Optional[phonenumbers.PhoneNumber]:
+    """The PhoneNumber ``phonenumbers.parse`` would build for a plain NANP number, or None.
+
+    ``parse`` is general (alpha characters, extensions, IDD prefixes, 240
+    regions) and costs ~17 us; the bulk of a North American list is
+    ``(415) 555-2671``-like and needs a regex.  Only the country code and
+    national number matter for validity and E.164, and tests check this path
+    agrees with ``parse`` on every format it accepts.  Anything else (or a
+    non-NANP default region without ``+1``) goes to ``parse``.
+    """
+    match = _NANP_RE.fullmatch(text)
+    if match is None:
+        return None
+    if not match[1] and (default_region or "").upper() not in _NANP_REGIONS:
+        return None
+    return phonenumbers.PhoneNumber(country_code=1, national_number=int((match[2] or match[3]) + match[4] + match[5]))
 
 
 # --------------------------------------------------------------------------- location
@@ -262,21 +298,35 @@ def describe(parsed: ParsedNumber) -> Location:
     return location
 
 
+@functools.lru_cache(maxsize=512)
+def _country_name(region: str) -> str:
+    """English name of a region, as the geocoder falls back to (looked up once per region)."""
+    from phonenumbers import geocoder
+
+    display = getattr(geocoder, "_region_display_name", None)
+    if display is not None:
+        return display(region, "en")
+    example = phonenumbers.example_number(region)  # pragma: no cover - future phonenumbers
+    return geocoder.country_name_for_number(example, "en") if example else ""
+
+
 def _lookup_location(parsed: ParsedNumber) -> Location:
+    """Ask phonenumbers (on a cache miss). The number is known valid, so the
+    ``*_valid_*`` / geographical variants skip re-checking validity."""
     from phonenumbers import geocoder, timezone
 
     numobj = phonenumbers.parse(parsed.e164, None)
-    zones = tuple(z for z in timezone.time_zones_for_number(numobj) if z != UNKNOWN_TZ)
     if parsed.geographical:
+        zones = timezone.time_zones_for_geographical_number(numobj)
         # region=the number's own region: the description omits the country name.
-        description = geocoder.description_for_number(numobj, "en", region=parsed.country)
-        country_name = geocoder.country_name_for_number(numobj, "en")
-        if description == country_name:
+        description = geocoder.description_for_valid_number(numobj, "en", region=parsed.country)
+        if description == _country_name(parsed.country):
             description = ""
     else:
+        zones = timezone.time_zones_for_number(numobj)
         description = ""  # mobile / toll-free: no city to speak of
     city, region = _split_description(description, parsed.country)
-    return Location(city, region, zones)
+    return Location(city, region, tuple(z for z in zones if z != UNKNOWN_TZ))
 
 
 def cache_info() -> dict[str, int]:

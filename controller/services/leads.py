@@ -66,6 +66,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
 LIMITS = {"name": 200, "city": 120, "region": 120}
 TIMEZONE_MAX = 200  # call_record.timezone column
 
+READY = RecordStatus.READY.value
 REASON_DUPLICATE_FILE = "duplicate of an earlier row in this file"
 REASON_DNC = "on the do-not-call list"
 
@@ -232,34 +233,44 @@ COLUMNS = ("campaign_id", "pool_id", "number", "name", "city", "region", "countr
            "status", "priority", "difficulty", "attempts", "is_callback", "created_at", "updated_at")
 
 
+_QMARKS = ", ".join("?" for _ in COLUMNS)
+_SQLITE_INSERT = (f"INSERT INTO call_record ({', '.join(COLUMNS)}) VALUES ({_QMARKS}) "
+                  "ON CONFLICT (campaign_id, number) DO NOTHING")
+
+
 def _insert_sqlite(session: Session, rows: list[tuple]) -> None:
-    stmt = sqlite.insert(CallRecord.__table__).on_conflict_do_nothing(index_elements=["campaign_id", "number"])
-    session.execute(stmt, [dict(zip(COLUMNS, r)) for r in rows])
+    """One DBAPI executemany of ready-made tuples (values already in storage form:
+    enum value, JSON text, SQLAlchemy's SQLite timestamp text).  About ten times
+    the rate of an ORM flush; the conflict clause covers a concurrent loader."""
+    session.connection().exec_driver_sql(_SQLITE_INSERT, rows)
 
 
 def _insert_postgres(session: Session, rows: list[tuple]) -> None:
     """COPY (about twice an executemany); falls back to INSERT .. ON CONFLICT if a
     concurrent loader inserted one of these numbers first."""
-    status_index = COLUMNS.index("status")
-    extra_index = COLUMNS.index("extra")
     copy_sql = f"COPY call_record ({', '.join(COLUMNS)}) FROM STDIN"
     try:
         with session.begin_nested():
             driver = session.connection().connection.driver_connection
             with driver.cursor() as cursor, cursor.copy(copy_sql) as copy:
                 for r in rows:
-                    r = list(r)
-                    r[status_index] = r[status_index].value
-                    if r[extra_index] is not None:
-                        r[extra_index] = json.dumps(r[extra_index])
                     copy.write_row(r)
     except Exception as err:  # psycopg.errors.UniqueViolation, raised by the driver itself
         if type(err).__name__ != "UniqueViolation":
             raise
         logger.info("COPY hit a concurrent insert; retrying batch with ON CONFLICT DO NOTHING")
-        stmt = postgresql.insert(CallRecord.__table__).on_conflict_do_nothing(
-            index_elements=["campaign_id", "number"])
-        session.execute(stmt, [dict(zip(COLUMNS, r)) for r in rows])
+        placeholders = ", ".join("%s" for _ in COLUMNS)
+        session.connection().exec_driver_sql(
+            f"INSERT INTO call_record ({', '.join(COLUMNS)}) VALUES ({placeholders}) "
+            "ON CONFLICT (campaign_id, number) DO NOTHING", rows)
+
+
+def _storage_values(dialect: str) -> tuple[object, object]:
+    """(timestamp, false) as the driver wants them for this backend."""
+    now = utcnow()
+    if dialect == "sqlite":
+        return now.strftime("%Y-%m-%d %H:%M:%S.%f"), 0
+    return now, False
 
 
 def _existing(session: Session, campaign_id: int, e164s: Sequence[str]) -> set[str]:
@@ -349,8 +360,7 @@ def load_leads(
                               columns=plan.describe())
         rejects = RejectsWriter(Path(rejects_path) if rejects_path else path.with_name(path.name + ".rejects.csv"),
                                 plan.header)
-        insert = _insert_postgres if db.dialect == "postgresql" else _insert_sqlite
-        loader = _ChunkLoader(plan, campaign_id, campaign_name, pool_obj, summary, rejects, insert)
+        loader = _ChunkLoader(plan, campaign_id, campaign_name, pool_obj, summary, rejects, db.dialect)
         reported = 0
         try:
             for payload, results in numberpool.parse_in_order(_chunks(reader, plan), region, workers):
@@ -377,14 +387,15 @@ class _ChunkLoader:
     """Parent-side decisions for one chunk at a time (file order)."""
 
     def __init__(self, plan: ColumnPlan, campaign_id: int, campaign_name: str, pool: Pool,
-                 summary: LoadSummary, rejects: RejectsWriter, insert) -> None:
+                 summary: LoadSummary, rejects: RejectsWriter, dialect: str) -> None:
         self.plan = plan
+        self.dialect = dialect
+        self.insert = _insert_postgres if dialect == "postgresql" else _insert_sqlite
         self.campaign_id = campaign_id
         self.pool_id = pool.id
         self.pool_difficulty = pool.difficulty
         self.summary = summary
         self.rejects = rejects
-        self.insert = insert
         self.reason_existing = f"already in campaign {campaign_name}"
         self.seen: set[int] = set()  # E.164 digits as ints: ~half the memory of strings
         self.reasons: collections.Counter = collections.Counter()
@@ -433,7 +444,7 @@ class _ChunkLoader:
         e164s = [r[0] for _, r in candidates]
         on_dnc = dnc_hits(session, e164s)
         existing = _existing(session, self.campaign_id, e164s)
-        now = utcnow()
+        now, false = _storage_values(self.dialect)
         rows: list[tuple] = []
         for row, (e164, country, geographical) in candidates:
             if e164 in on_dnc:
@@ -445,7 +456,7 @@ class _ChunkLoader:
                 reject(row.line, self.reason_existing, row.fields)
                 continue
             try:
-                record = self._record(row.fields, e164, country, geographical, now)
+                record = self._record(row.fields, e164, country, geographical, now, false)
             except ValueError as err:
                 s.rejected += 1
                 reject(row.line, str(err), row.fields)
@@ -455,7 +466,7 @@ class _ChunkLoader:
             self.insert(session, rows)
             s.loaded += len(rows)
 
-    def _record(self, fields: list[str], e164: str, country: str, geographical: bool, now) -> tuple:
+    def _record(self, fields: list[str], e164: str, country: str, geographical: bool, now, false) -> tuple:
         plan = self.plan
         n = len(fields)
 
@@ -481,9 +492,9 @@ class _ChunkLoader:
             _clip(get(plan.region), "region") or location.region,
             country or None,
             timezone,
-            extra or None,
-            RecordStatus.READY,
+            json.dumps(extra) if extra else None,
+            READY,
             _int_field(fields, plan.priority, 0, "priority"),
             _int_field(fields, plan.difficulty, self.pool_difficulty, "difficulty"),
-            0, False, now, now,
+            0, false, now, now,
         )

@@ -15,13 +15,17 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
-from typing import Generic, Iterable, Iterator, Optional, Sequence, TypeVar
+from concurrent.futures.process import BrokenProcessPool
+from typing import Iterable, Iterator, Optional, Sequence, TypeVar
 
 from .. import numbers
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: a chunk of 5000 numbers takes well under a second; this only guards a hang
+RESULT_TIMEOUT_S = 600
 
 #: (e164, country, geographical) for a valid number, (None, reason, message) otherwise
 ParseResult = tuple
@@ -64,14 +68,30 @@ def parse_in_order(
     pending: collections.deque = collections.deque()
     limit = 2 * workers + 2
     executor = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    broken = False
+
+    def finish(payload, raws, future):
+        nonlocal broken
+        if not broken:
+            try:
+                return future.result(timeout=RESULT_TIMEOUT_S)
+            except BrokenProcessPool as err:
+                # e.g. a script without the `if __name__ == "__main__":` guard
+                # that spawn needs: slower, but the load still completes.
+                logger.warning("parse worker processes failed (%s); parsing in this process", err)
+                broken = True
+        return parse_chunk(raws, default_region)
+
     try:
         for payload, raws in chunks:
-            pending.append((payload, executor.submit(parse_chunk, list(raws), default_region)))
-            while len(pending) >= limit:
-                done_payload, future = pending.popleft()
-                yield done_payload, future.result(timeout=600)
+            raws = list(raws)
+            future = None if broken else executor.submit(parse_chunk, raws, default_region)
+            pending.append((payload, raws, future))
+            while len(pending) >= limit or (broken and pending):
+                done = pending.popleft()
+                yield done[0], finish(*done)
         while pending:
-            done_payload, future = pending.popleft()
-            yield done_payload, future.result(timeout=600)
+            done = pending.popleft()
+            yield done[0], finish(*done)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
