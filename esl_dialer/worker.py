@@ -35,7 +35,8 @@ import gevent.pool
 import gevent.queue
 
 from . import switch as sw
-from .call_state import Call, CallState
+from .agent_state import IllegalAgentTransition
+from .call_state import Call, CallState, IllegalCallTransition
 from .client import ApiError, ControllerClient, ControllerError, ControllerUnavailable, SseEvent
 from .contingency import Contingency, ContingencyError, flush, new_client_id
 from .esl.commands import new_uuid
@@ -148,8 +149,8 @@ class AgentWorker:
         self.fast = replace(self.client, timeout=min(1.0, self.client.timeout), retries=0)
         self.store = Contingency(settings.contingency_path, f"{settings.agent}@{settings.controller}")
         self.core = AgentDialer(settings.agent, now=clock(), wrapup_s=settings.wrapup_s, overflow_wait_s=settings.overflow_wait_s)
-        self.pacer = make_pacer(PacingConfig(mode=settings.mode, ratio=settings.ratio, abandon_target=settings.abandon_target,
-                                             abandon_aim=min(0.025, settings.abandon_target)), clock)
+        self.pacer = make_pacer(PacingConfig(mode=settings.mode, ratio=settings.ratio,
+                                             abandon_target=settings.abandon_target), clock)
         self.on_screen_pop = on_screen_pop
         self.on_state = on_state
         self.screen_pops: deque[dict] = deque(maxlen=100)
@@ -325,6 +326,10 @@ class AgentWorker:
                 self._apply(kind, uuid, payload)
             except UnknownCall:
                 logger.debug("worker %s: event %s for a finished call %s", self.s.agent, kind, uuid)
+            except (IllegalCallTransition, IllegalAgentTransition) as exc:
+                logger.error("worker %s: call %s: %s (event %s ignored)", self.s.agent, uuid, exc, kind)
+            except Exception:  # the inbox must outlive any single bad event
+                logger.exception("worker %s: call %s: handling %s failed", self.s.agent, uuid, kind)
 
     def _apply(self, kind: str, uuid: str, payload: Any) -> None:
         now = self.clock()
