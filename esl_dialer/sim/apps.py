@@ -260,11 +260,17 @@ class AppRunner:
     def app_set(self, session: Session, arg: str) -> str:
         name, eq, value = arg.partition("=")
         if name.strip():
-            session.ch.set_var(name.strip(), value if eq and value != "" else None)
+            try:
+                session.ch.set_var(name.strip(), value if eq and value != "" else None)
+            except ValueError:
+                logger.warning("sim call %s: set: bad variable name %r", session.ch.uuid, name)
         return NONE
 
     def app_unset(self, session: Session, arg: str) -> str:
-        session.ch.set_var(arg.strip(), None)
+        try:
+            session.ch.set_var(arg.strip(), None)
+        except ValueError:
+            pass
         return NONE
 
     def app_hangup(self, session: Session, arg: str) -> str:
@@ -366,7 +372,10 @@ class AppRunner:
                 session.collecting = False
             digits, _ = self.press(session, max_d, terminators)
             if digits and len(digits) >= min_d and (pattern is None or pattern.fullmatch(digits)):
-                ch.variables[var] = digits
+                try:
+                    ch.set_var(var, digits)
+                except ValueError:
+                    logger.warning("sim call %s: bad variable name %r", ch.uuid, var)
                 ch.variables["read_result"] = "success"
                 return digits
             if digits and invalid and attempt + 1 < tries:

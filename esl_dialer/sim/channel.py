@@ -9,6 +9,7 @@ No gevent here; the switch drives channels.
 from __future__ import annotations
 
 import enum
+import re
 import time
 import uuid as uuid_mod
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ Q850 = {
     "PROGRESS_TIMEOUT": 607, "MEDIA_TIMEOUT": 604, "LOSE_RACE": 502, "MANAGER_REQUEST": 503,
     "BLIND_TRANSFER": 600, "ATTENDED_TRANSFER": 601, "CHAN_NOT_IMPLEMENTED": 66, "NONE": 0,
 }
+
+
+_BAD_VAR = re.compile(r"[\s:]")
 
 
 def new_uuid() -> str:
@@ -156,6 +160,10 @@ class Channel:
         self.log.append((now, kind, detail))
 
     def set_var(self, name: str, value: str | None) -> None:
+        """Set (None: unset) a channel variable.  Names that could break event framing
+        (line breaks, ':' or blanks) are refused, as events carry them as header names."""
+        if not name or _BAD_VAR.search(name):
+            raise ValueError(f"invalid channel variable name {name!r}")
         if value is None:
             self.variables.pop(name, None)
         else:

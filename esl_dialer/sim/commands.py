@@ -178,7 +178,10 @@ class ApiCommands:
         ch = self._chan(p[0])
         if ch is None:
             return NO_SUCH_CHANNEL
-        ch.set_var(p[1], p[2] if len(p) > 2 and p[2] != "" else None)
+        try:
+            ch.set_var(p[1], p[2] if len(p) > 2 and p[2] != "" else None)
+        except ValueError:
+            return "-ERR invalid variable name\n"
         return "+OK\n"
 
     def uuid_setvar_multi(self, arg: str) -> str:
@@ -189,7 +192,10 @@ class ApiCommands:
         for pair in rest.split(";"):
             name, _, value = pair.partition("=")
             if name.strip():
-                ch.set_var(name.strip(), value if value else None)
+                try:
+                    ch.set_var(name.strip(), value if value else None)
+                except ValueError:
+                    return "-ERR invalid variable name\n"
         return "+OK\n"
 
     def uuid_getvar(self, arg: str) -> str:

@@ -29,7 +29,7 @@ class SimEvent:
 
     def plain(self) -> bytes:
         if self._plain is None:
-            self._plain = encode_event_plain(self.headers, self.body)
+            self._plain = encode_event_plain(self.headers, self.body, validate=False)
         return self._plain
 
     def json(self) -> bytes:

@@ -564,7 +564,10 @@ class SimSwitch:
 
     def _apply_vars(self, ch: Channel, variables: Mapping[str, str], endpoint: str) -> None:
         for k, v in variables.items():
-            ch.variables[k] = v
+            try:
+                ch.set_var(k, v)
+            except ValueError:
+                logger.warning("sim originate %s: ignoring bad variable name %r", ch.uuid, k)
         if "origination_uuid" in variables:
             ch.variables["origination_uuid"] = ch.uuid
         ch.variables["originate_early_media"] = "true"
@@ -716,7 +719,8 @@ class SimSwitch:
                              caller_id_name=cid_name, source="mod_loopback")
         b.hit_dialplan = True
         for k, v in variables.items():
-            b.variables.setdefault(k, v)
+            if k in a.variables:  # names a accepted (valid)
+                b.variables.setdefault(k, v)
         a.loopback_peer, b.loopback_peer = b.uuid, a.uuid
         a.variables.update({"other_loopback_leg_uuid": b.uuid, "loopback_leg": "A", "is_loopback": "1"})
         b.variables.update({"other_loopback_leg_uuid": a.uuid, "loopback_leg": "B", "is_loopback": "1"})
