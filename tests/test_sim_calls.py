@@ -142,6 +142,7 @@ def test_r1_bridge_broadcast_both_legs_and_kill(sim, c):
         cap = next(json.loads(line) for line in (CAPTURES / "a_inbound.jsonl").open()
                    if '"sent": "api show channels as json"' in line)
         assert list(shown["rows"][0]) == list(json.loads(cap["body"])["rows"][0])
+        assert api(c, "show channels as json").startswith('{"row_count":4,"rows":[{"uuid":')
     assert api(c, f"uuid_kill {U1}") == "+OK\n"
     events_until(c, "CHANNEL_HANGUP_COMPLETE", U2)
     assert api(c, f"uuid_exists {U1}") == "false"

@@ -288,3 +288,60 @@ def test_x2_slow_listener_is_dropped_after_max_missed(sim, monkeypatch):
     for _ in range(30):
         sim.fire("CUSTOM", [("Event-Subclass", "sim::test")], subclass="sim::test")
     assert wait_until(lambda: listener.closed, 3)
+
+
+def test_x2_heartbeat_every_period():
+    s = SimSwitch(SimConfig(heartbeat_s=0.05), port=0).start()
+    try:
+        c = RawEslClient("127.0.0.1", s.port)
+        c.auth()
+        c.reply("event plain HEARTBEAT")
+        ev = parse_event(c.read_until(lambda f: f.is_event, timeout=3))
+        assert ev.name == "HEARTBEAT" and ev["Event-Info"] == "System Ready"
+        assert {"Up-Time", "Session-Count", "Max-Sessions", "FreeSWITCH-Version"} <= set(ev.headers)
+        c.close()
+    finally:
+        s.stop(timeout=2)
+
+
+def test_x2_nixevent_and_custom_subclasses(raw, sim):
+    raw.reply("event plain ALL")
+    raw.reply("nixevent CHANNEL_CREATE")
+    raw.reply("api originate loopback/9993 &park()")
+    names = set()
+    while "CHANNEL_PARK" not in names:
+        names.add(parse_event(raw.read_until(lambda f: f.is_event)).name)
+    assert "CHANNEL_CREATE" not in names and "CHANNEL_OUTGOING" in names
+    raw.reply("noevents")
+    raw.reply("event plain CUSTOM sim::wanted")
+    sim.fire("CUSTOM", [("Event-Subclass", "sim::other")], subclass="sim::other")
+    sim.fire("CUSTOM", [("Event-Subclass", "sim::wanted")], subclass="sim::wanted")
+    ev = parse_event(raw.read_until(lambda f: f.is_event))
+    assert ev.subclass == "sim::wanted"
+    assert raw.reply("sendevent CUSTOM\nEvent-Subclass: sim::wanted\nx: 1").reply_text.startswith("+OK ")
+    assert parse_event(raw.read_until(lambda f: f.is_event))["x"] == "1"
+    sim.api.run("hupall", "")
+
+
+def test_x2_variable_names_cannot_break_framing(raw, sim):
+    uuid = raw.reply("api originate {a:b=1,good=2}loopback/9993 &park()").text.split()[1]
+    assert raw.reply(f"api uuid_getvar {uuid} good").text == "2"
+    assert raw.reply(f"api uuid_setvar {uuid} bad:name x").text == "-ERR invalid variable name\n"
+    raw.reply("event plain CHANNEL_EXECUTE_COMPLETE")
+    raw.send(f"sendmsg {uuid}\ncall-command: execute\nexecute-app-name: set\ncontent-length: 9\n\nx\ny=1 z=2")
+    assert raw.read_until(lambda f: f.content_type == "command/reply").reply_text == "+OK"
+    ev = parse_event(raw.read_until(lambda f: f.is_event))
+    assert ev["Application"] == "set" and ev["Unique-ID"] == uuid
+    assert not any("\n" in k for k in ev.headers)
+    raw.reply(f"api uuid_kill {uuid}")
+
+
+def test_x2_show_channels_text_and_log(raw, sim):
+    assert raw.reply("api show channels").text == "\n0 total.\n\n"
+    assert raw.reply("api show channels as json").text == '{"row_count":0}'
+    raw.reply("api originate loopback/9993 &park()")
+    text = raw.reply("api show channels").text
+    assert text.startswith("uuid,direction,created,") and text.endswith("\n2 total.\n\n")
+    assert raw.reply("log info").reply_text == "+OK log level info [7]"
+    assert raw.reply("api create_uuid").text.count("-") == 4
+    sim.api.run("hupall", "")

@@ -310,9 +310,10 @@ class ApiCommands:
                     calls.append(row)
                 rows = calls
             if as_json:
+                # cJSON_PrintUnformatted, no trailing newline (as in the captures)
                 if not rows:
-                    return json.dumps({"row_count": 0}) + "\n"
-                return json.dumps({"row_count": len(rows), "rows": rows}) + "\n"
+                    return json.dumps({"row_count": 0}, separators=(",", ":"))
+                return json.dumps({"row_count": len(rows), "rows": rows}, separators=(",", ":"))
             if not rows:
                 return "\n0 total.\n\n"
             columns = list(rows[0].keys())
