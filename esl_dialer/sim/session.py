@@ -89,7 +89,7 @@ class Session:
 
     # -- control from other greenlets -------------------------------------
     def start(self) -> None:
-        self.greenlet = gevent.spawn(self._run)
+        self.greenlet = self.switch.spawn(self._run)
         self.greenlet.name = f"sim-session-{self.ch.uuid[:8]}"
 
     def poke(self) -> None:
