@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -47,7 +48,7 @@ def load(database_url: str, file: Path, source: str | None, default_region: str,
         else:
             size = os.path.getsize(file) if file.is_file() else 0
             with click.progressbar(length=max(size, 1), label=f"loading {file.name}",
-                                   file=click.get_text_stream("stderr")) as bar:
+                                   file=sys.stderr) as bar:
                 summary = dnc.load_file(db, file, source, default_region, progress=bar.update)
     finally:
         db.dispose()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -45,7 +46,7 @@ def load(database_url: str, file: Path, campaign: str, pool: str, default_region
                                        mapping=mapping, delimiter=delimiter, workers=workers)
         else:
             size = os.path.getsize(file) if file.is_file() else 0
-            with click.progressbar(length=max(size, 1), label=f"loading {file.name}", file=click.get_text_stream("stderr")) as bar:
+            with click.progressbar(length=max(size, 1), label=f"loading {file.name}", file=sys.stderr) as bar:
                 summary = leads.load_leads(db, file, campaign, pool, default_region=default_region,
                                            mapping=mapping, delimiter=delimiter, workers=workers,
                                            progress=bar.update)
