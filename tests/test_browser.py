@@ -179,6 +179,13 @@ def test_p14_browser_login_edit_rule_and_see_live_state(live_server, browser, db
     wait.until(EC.text_to_be_present_in_element(cell, "talking"))
     assert browser.execute_script("return window.__noReload === true;")
     assert browser.find_element(By.CSS_SELECTOR, '[data-agent-count="talking"]').text == "2"
+    # An agent registered while the page is open appears as a new row.
+    from controller.services import workers
+    workers.add_worker(db, "pc-erin", agent="erin", campaign_id=ids["campaign_id"], extension="1005")
+    new_row = (By.XPATH, '//table[@id="agents"]//tr[th[normalize-space()="erin"]]')
+    wait.until(EC.presence_of_element_located(new_row))
+    assert "offline" in browser.find_element(*new_row).text
+    assert browser.execute_script("return window.__noReload === true;")
     _shot(browser, "07-agents")
 
     # The other pages render for a person.

@@ -150,6 +150,7 @@ class AgentStatus:
             "seconds_in_state": self.seconds_in_state,
             "worker": self.worker_name,
             "campaign": self.campaign_name,
+            "last_heartbeat": self.last_heartbeat.isoformat() + "Z" if self.last_heartbeat else None,
             "stale": self.stale,
         }
 

@@ -29,10 +29,49 @@
 
   function fmtPct(x) { return x === null || x === undefined ? "\u2013" : (x * 100).toFixed(1) + "\u00a0%"; }
 
+  function cell(tag, text, cls, field) {
+    var el = document.createElement(tag);
+    if (cls) { el.className = cls; }
+    if (field) { el.setAttribute("data-field", field); }
+    el.textContent = text === null || text === undefined ? "\u2013" : String(text);
+    return el;
+  }
+
+  function fmtHeartbeat(iso) {
+    return iso ? iso.replace("T", " ").replace(/\..*$/, "").replace("Z", "") : "\u2013";
+  }
+
+  // An agent added after the page was loaded gets a new row (agents page only).
+  function addAgentRow(a) {
+    var body = document.querySelector("#agents tbody");
+    if (!body) { return null; }
+    var row = document.createElement("tr");
+    row.setAttribute("data-agent", a.id);
+    var name = cell("th", a.name);
+    name.setAttribute("scope", "row");
+    row.appendChild(name);
+    row.appendChild(cell("td", a.extension));
+    row.appendChild(cell("td", a.skill_level, "num"));
+    row.appendChild(cell("td", "", null, "state"));
+    var secs = cell("td", "", "num", "seconds_in_state");
+    secs.setAttribute("data-seconds", a.seconds_in_state);
+    row.appendChild(secs);
+    row.appendChild(cell("td", a.worker));
+    row.appendChild(cell("td", a.campaign));
+    row.appendChild(cell("td", fmtHeartbeat(a.last_heartbeat), null, "last_heartbeat"));
+    body.appendChild(row);
+    document.getElementById("agents").classList.remove("hidden");
+    var empty = document.getElementById("no-agents");
+    if (empty) { empty.remove(); }
+    return row;
+  }
+
   function updateAgents(agents) {
     agents.forEach(function (a) {
-      var row = document.querySelector('tr[data-agent="' + a.id + '"]');
+      var row = document.querySelector('tr[data-agent="' + a.id + '"]') || addAgentRow(a);
       if (!row) { return; }
+      var hb = row.querySelector('[data-field="last_heartbeat"]');
+      if (hb) { hb.textContent = fmtHeartbeat(a.last_heartbeat); }
       var cell = row.querySelector('[data-field="state"]');
       var old = row.getAttribute("data-state");
       if (cell && old !== a.state) {
