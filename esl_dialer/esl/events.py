@@ -268,7 +268,7 @@ class StreamParser:
                 if n - pos > MAX_HEADER_BYTES:
                     raise ProtocolError("header block too long without an empty line")
                 break
-            headers = parse_header_block(bytes(buf[pos:end]), encoded=False)
+            headers = parse_header_block(bytes(buf[pos:end]))
             pos = end + 2
             clen = headers.get("Content-Length")
             if clen is None:
