@@ -126,6 +126,7 @@ class WorkerStats:
     abandoned: int = 0
     results_stored: int = 0
     dialed_while_talking: int = 0
+    pop_latency_ms: list = field(default_factory=list)  # answer (or overflow) event received -> screen pop (D5)
 
 
 class AgentWorker:
@@ -168,6 +169,7 @@ class AgentWorker:
         self.reported_state: Optional[AgentState] = None
         self._foreign: dict[str, dict] = {}  # overflow calls of other workers bridged to our agent
         self._talk_started: dict[str, float] = {}
+        self._rx: dict[str, float] = {}  # call uuid -> monotonic time its answer/overflow event arrived
 
     # -- life ------------------------------------------------------------------------
 
@@ -221,7 +223,9 @@ class AgentWorker:
     # -- actions -----------------------------------------------------------------------
 
     def _do(self, actions: list[Action]) -> None:
-        for a in actions:
+        # Screen pops first: they cost nothing and the console should not wait
+        # for the bridge/greeting round trips to the switch (D5: within 200 ms).
+        for a in sorted(actions, key=lambda x: not isinstance(x, ScreenPop)):
             try:
                 self._HANDLERS[type(a)](self, a)
             except (sw.SwitchError, ControllerError, ContingencyError) as exc:
@@ -297,6 +301,9 @@ class AgentWorker:
             self.pacer.call_no_answer(call.ended_at - call.originated_at)
 
     def _screen_pop(self, a: ScreenPop) -> None:
+        rx = self._rx.pop(a.call_uuid, None)
+        if rx:
+            self.stats.pop_latency_ms.append(round((time.monotonic() - rx) * 1000.0, 3))
         self.screen_pops.append(a.payload)
         if self.on_screen_pop is not None:
             self.on_screen_pop(a.payload)
@@ -341,6 +348,7 @@ class AgentWorker:
                     self._do(core.progress(uuid, now))
             elif name == "CHANNEL_ANSWER":
                 if uuid in core.calls:
+                    self._rx[uuid] = getattr(payload, "received_at", 0.0) or time.monotonic()
                     call = core.calls[uuid]
                     if call.ringing and call.originated_at is not None:
                         self.pacer.call_answered(now - call.originated_at)
@@ -356,6 +364,7 @@ class AgentWorker:
                 if uuid == core.talking_to and uuid in self._talk_started:
                     self.pacer.talk_finished(now - self._talk_started.pop(uuid))
                 self._foreign.pop(uuid, None)
+                self._rx.pop(uuid, None)
                 self._do(core.hangup(uuid, cause, now))
         elif kind == "originate_failed":
             self._do(core.originate_failed(uuid, payload, now))
@@ -620,6 +629,7 @@ class AgentWorker:
     def _on_controller_event(self, ev: SseEvent) -> None:
         data = ev.data if isinstance(ev.data, dict) else {}
         if ev.event == "overflow" and data.get("call_uuid"):
+            self._rx[str(data["call_uuid"])] = time.monotonic()
             self.inbox.put(("overflow", str(data["call_uuid"]), data.get("record") or {}))
         elif ev.event == "campaign" and data.get("status"):
             self._campaign_status(str(data["status"]))

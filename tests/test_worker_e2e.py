@@ -104,9 +104,13 @@ def test_issue5_end_to_end_sim_over_tcp_with_controller_outage(db, db_url, tmp_p
         ctl.kill()
         sim.stop()
 
+    lat = sorted(x for w in workers for x in w.stats.pop_latency_ms)
     print(f"\ne2e: {elapsed:.1f} s, placed at kill {placed_at_kill}, while down {placed_while_down}, "
           f"pending while down {pending_while_down}, overflow {sum(w.stats.overflow_taken for w in workers)}, "
-          f"abandoned {sum(w.stats.abandoned for w in workers)}")
+          f"abandoned {sum(w.stats.abandoned for w in workers)}, screen pops {len(lat)} "
+          f"p50 {lat[len(lat) // 2]:.2f} ms max {lat[-1]:.2f} ms")
+    # D5: the pop is on the console's stream within 200 ms of the answer (or overflow) event
+    assert lat and lat[-1] < 200.0
 
     channels = {ch.uuid: ch for ch in sim.history}
     channels.update(sim.channels)
