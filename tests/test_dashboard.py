@@ -617,3 +617,32 @@ def test_p14_login_page_tells_how_to_create_the_first_user(db, db_url):
     users.add_user(db, "first", PASSWORD)
     assert "dialer user add" not in app.test_client().get("/login").get_data(as_text=True)
     app.extensions["dialer_db"].dispose()
+
+
+def test_p14_failed_logins_are_throttled(client):
+    for _ in range(5):
+        assert login(client, password="wrong password!").status_code == 401
+    resp = login(client)  # even the right password waits now
+    assert resp.status_code == 429
+    assert "Too many failed logins. Try again in 5 minutes." in resp.get_data(as_text=True)
+    assert int(resp.headers["Retry-After"]) > 0
+    assert client.get("/campaigns").status_code == 302
+    # another user name from the same address is not locked out by these five
+    assert login(client, username="other", password="whatever-pw").status_code == 401
+
+
+def test_p14_login_throttle_window_slides():
+    from controller.dashboard.throttle import LoginThrottle
+
+    now = [0.0]
+    t = LoginThrottle(max_failures=3, window_s=60, clock=lambda: now[0])
+    for i in range(3):
+        assert t.retry_after("u") == 0
+        t.failed("u")
+        now[0] += 10
+    assert t.retry_after("u") == pytest.approx(30)  # first failure at 0 expires at 60
+    now[0] = 61
+    assert t.retry_after("u") == 0
+    t.failed("u")
+    t.reset("u")
+    assert t.retry_after("u") == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from urllib.parse import urlsplit
 
 from flask import (
@@ -25,7 +26,7 @@ from flask import (
 
 from .. import get_db
 from ..services import users
-from . import csrf
+from . import csrf, throttle
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,17 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def _throttles() -> tuple[throttle.LoginThrottle, throttle.LoginThrottle]:
+    """(per user name, per client address) failed-login counters of this app."""
+    ext = current_app.extensions
+    if "dialer_login_throttle" not in ext:
+        ext["dialer_login_throttle"] = (
+            throttle.LoginThrottle(throttle.MAX_FAILURES),
+            throttle.LoginThrottle(throttle.MAX_FAILURES_PER_ADDRESS),
+        )
+    return ext["dialer_login_throttle"]
+
+
 def register(bp: Blueprint) -> None:
     bp.before_request(load_user)
     bp.before_request(require_login)
@@ -88,7 +100,22 @@ def register(bp: Blueprint) -> None:
         status = 200
         if request.method == "POST":
             username = request.form.get("username", "")
+            by_user, by_addr = _throttles()
+            user_key, addr_key = username.strip().lower()[:80], request.remote_addr or "?"
+            wait = max(by_user.retry_after(user_key), by_addr.retry_after(addr_key))
+            if wait > 0:
+                logger.warning("dashboard login throttled for %r from %s", username[:80], request.remote_addr)
+                minutes = max(1, math.ceil(wait / 60))
+                return render_template(
+                    "login.html", error=f"Too many failed logins. Try again in {minutes} minute"
+                    f"{'s' if minutes > 1 else ''}.", no_users=False, next=request.args.get("next", ""),
+                ), 429, {"Retry-After": str(math.ceil(wait))}
             user = users.authenticate(get_db(), username, request.form.get("password", ""))
+            if user is None:
+                by_user.failed(user_key)
+                by_addr.failed(addr_key)
+            else:
+                by_user.reset(user_key)
             if user is not None:
                 target = _safe_next(request.args.get("next") or request.form.get("next"))
                 session.clear()
@@ -104,8 +131,7 @@ def register(bp: Blueprint) -> None:
             return redirect(url_for("dashboard.campaigns"))
         no_users = not users.list_users(get_db())
         return render_template("login.html", error=error, no_users=no_users,
-                               next=request.args.get("next", ""),
-                               secure=current_app.config.get("SESSION_COOKIE_SECURE")), status
+                               next=request.args.get("next", "")), status
 
     @bp.post("/logout")
     def logout():
