@@ -131,7 +131,12 @@
 
   var source = new EventSource(url);
   source.addEventListener("open", function () { setLive(true, "live"); });
-  source.addEventListener("error", function () { setLive(false, "reconnecting\u2026"); });
+  source.addEventListener("error", function () {
+    // CLOSED: the server refused the stream (e.g. the login expired); the
+    // browser will not retry on its own.
+    if (source.readyState === EventSource.CLOSED) { setLive(false, "disconnected \u2013 reload the page"); }
+    else { setLive(false, "reconnecting\u2026"); }
+  });
   source.addEventListener("snapshot", function (ev) {
     var data;
     try { data = JSON.parse(ev.data); } catch (e) { return; }
