@@ -42,7 +42,6 @@ import collections
 import dataclasses
 import logging
 import math
-import operator
 from typing import Callable, Deque, Dict, Hashable, List, Optional, Set, Tuple
 
 from .messages import AgentState, DialMode
@@ -337,7 +336,7 @@ class Pacer:
     # -- internals ---------------------------------------------------------------
     def _refresh_interval(self) -> float:
         # learn fast while data is scarce, then every refresh_s
-        return 1.0 if len(self.model.outcomes) < 200 else self.config.refresh_s
+        return 3.0 if len(self.model.outcomes) < 200 else self.config.refresh_s
 
     def _window_push(self, abandoned: bool) -> None:
         now = self.clock()
@@ -489,13 +488,11 @@ class PredictivePacer(Pacer):
     def _base(self, team: TeamSnapshot, now: float) -> Tuple[List[float], List[float], int]:
         """Mean and variance of (answers by t) - (agents free by t+2) on the grid, before new calls."""
         self._ensure_tables()
-        k = len(self._grid)
-        mean = [float(len(team.waiting))] * k
-        var = [0.0] * k
+        qs: List[Tuple[float, ...]] = []
+        qvs: List[Tuple[float, ...]] = []
         free = 0
         active = 0
         talk_vec, wrap_vec, ring_vec = self._talk_vec, self._wrap_vec, self._ring_vec
-        sub, add = operator.sub, operator.add
         for a in team.agents:
             st = a.state
             if st in FREE_STATES:
@@ -509,22 +506,28 @@ class PredictivePacer(Pacer):
             else:
                 continue
             active += 1
-            mean = list(map(sub, mean, q))
-            var = list(map(add, var, qv))
-        if free:
-            mean = [x - free for x in mean]
+            qs.append(q)
+            qvs.append(qv)
         counts: Dict[int, int] = {}
         for placed_at in team.ringing:
             key = int((now - placed_at) * 2)
             counts[key] = counts.get(key, 0) + 1
+        ans: List[Tuple[float, ...]] = []
+        ansv: List[Tuple[float, ...]] = []
         for key, c in counts.items():
             am, av = ring_vec(key / 2.0)
-            if c == 1:
-                mean = list(map(add, mean, am))
-                var = list(map(add, var, av))
-            else:
-                mean = [x + c * y for x, y in zip(mean, am)]
-                var = [x + c * y for x, y in zip(var, av)]
+            for _ in range(c):
+                ans.append(am)
+                ansv.append(av)
+        base = float(len(team.waiting) - free)
+        k = len(self._grid)
+        # column sums run in C (sum over zip(*rows)): the hot loop of the simulator
+        supply = [sum(col) for col in zip(*qs)] if qs else [0.0] * k
+        demand = [sum(col) for col in zip(*ans)] if ans else [0.0] * k
+        var_s = [sum(col) for col in zip(*qvs)] if qvs else [0.0] * k
+        var_d = [sum(col) for col in zip(*ansv)] if ansv else [0.0] * k
+        mean = [base + d - s_ for d, s_ in zip(demand, supply)]
+        var = [x + y for x, y in zip(var_s, var_d)]
         return mean, var, active
 
     def expected_abandons(self, team: TeamSnapshot, extra: int = 0) -> float:
