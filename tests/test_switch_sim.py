@@ -15,12 +15,12 @@ def sim():
     s = sim_mod.SimSwitch(sim_mod.SimConfig(), host="127.0.0.1", port=0)
     s.start()
     yield s
-    s.stop(timeout=2)
+    s.stop(timeout=5)
 
 
 @pytest.fixture
 def sw(sim):
-    switch = Switch("127.0.0.1", sim.port, sim.password, connect_timeout=2, command_timeout=5,
+    switch = Switch("127.0.0.1", sim.port, sim.password, connect_timeout=5, command_timeout=10,
                     reconnect_min_s=0.05, reconnect_max_s=0.2)
     switch.start()
     yield switch
@@ -29,7 +29,7 @@ def sw(sim):
 
 def test_x2_sim_auth_status_and_bad_password(sim, sw):
     assert sw.status().startswith("UP ")
-    bad = Switch("127.0.0.1", sim.port, "nope", connect_timeout=2)
+    bad = Switch("127.0.0.1", sim.port, "nope", connect_timeout=5)
     with pytest.raises(AuthFailed):
         bad.start()
 
@@ -38,7 +38,7 @@ def test_d2_sim_originate_answer_talk_hangup(sim, sw):
     sim.script("14155550100", "answer", ring_s=0.05, talk_s=0.3)
     res = sw.originate("sofia/gateway/gw1/14155550100", variables={"dialer_record_id": 7}, originate_timeout=10)
     assert res.ok and res.result is None
-    answer = sw.wait_for(res.uuid, "CHANNEL_ANSWER", timeout=2)
+    answer = sw.wait_for(res.uuid, "CHANNEL_ANSWER", timeout=5)
     assert answer.variable("dialer_record_id") == "7"
     done = sw.wait_for(res.uuid, "CHANNEL_HANGUP_COMPLETE", timeout=5)
     assert done["Hangup-Cause"] == "NORMAL_CLEARING"
@@ -71,7 +71,7 @@ def test_x2_sim_bridge_broadcast_vars_kill(sim, sw):
     b = sw.originate("loopback/9993", originate_timeout=5)
     assert a.ok and b.ok
     sw.bridge(a.uuid, b.uuid)
-    sw.wait_for(a.uuid, "CHANNEL_BRIDGE", timeout=2)
+    sw.wait_for(a.uuid, "CHANNEL_BRIDGE", timeout=5)
     mark = sw.seq
     sw.broadcast(a.uuid, "tone_stream://%(200,0,440)", leg="both")
     sw.wait_for(a.uuid, "PLAYBACK_STOP", timeout=10, since=mark)
@@ -95,7 +95,7 @@ def test_x2_sim_dropped_connection_mid_call(sim, sw):
     sim.script("14155550133", "answer", ring_s=0.05, talk_s=30)
     res = sw.originate("sofia/gateway/gw1/14155550133")
     assert res.ok
-    sw.wait_for(res.uuid, "CHANNEL_ANSWER", timeout=2)
+    sw.wait_for(res.uuid, "CHANNEL_ANSWER", timeout=5)
     sw._conn.sock.shutdown(2)  # the network drops the ESL session; the call goes on in the switch
     with gevent.Timeout(5):
         while sw.stats["connects"] < 2 or not sw.connected:
