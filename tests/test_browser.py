@@ -76,6 +76,7 @@ def browser(tmp_path):
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", "--window-size=1400,900", f"--user-data-dir={profile}"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     driver.set_script_timeout(10)
@@ -198,6 +199,11 @@ def test_p14_browser_login_edit_rule_and_see_live_state(live_server, browser, db
     browser.get(f"{live_server}/records/{ids['timeline_record']}")
     assert len(browser.find_elements(By.CSS_SELECTOR, "ol.timeline li")) == 3
     _shot(browser, "09-record-timeline")
+
+    # No script errors or Content-Security-Policy violations on any page.
+    problems = [e["message"] for e in browser.get_log("browser")
+                if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]]  # 401/400 above are expected
+    assert not problems, problems
 
     # Log out: pages need a login again.
     browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
