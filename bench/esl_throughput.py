@@ -337,7 +337,7 @@ def part_originate() -> dict:
     has_cli = bool(dialer) and subprocess.run([dialer, "sim", "--help"], capture_output=True, cwd=ROOT,
                                               timeout=60).returncode == 0
     if has_cli:
-        args = [dialer, "sim", "--config", str(cfg), "--port", str(port)]
+        args = [dialer, "sim", "--config", str(cfg), "--port", str(port), "--quiet"]
     else:  # the CLI command may not exist yet: run the same SimSwitch directly
         args = [sys.executable, "-c", SIM_RUNNER, str(cfg), str(port)]
     errlog = open(cfg.parent / "sim.stderr", "w+")  # a file, not a pipe nobody drains

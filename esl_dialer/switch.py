@@ -65,8 +65,9 @@ DEFAULT_EVENTS = CORE_EVENTS + (
 HANGUP_EVENTS = frozenset({"CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY"})
 RECV_BYTES = 256 * 1024
 #: Hang-up causes that mean "rang out" rather than "failed" (FreeSWITCH hangup cause table).
+#: ORIGINATOR_CANCEL: we (or the originate timeout) cancelled a ringing call.
 NO_ANSWER_CAUSES = frozenset({"NO_ANSWER", "NO_USER_RESPONSE", "ALLOTTED_TIMEOUT", "PROGRESS_TIMEOUT",
-                              "ORIGINATOR_CANCEL", "RECOVERY_ON_TIMER_EXPIRE"})
+                              "ORIGINATOR_CANCEL"})
 BUSY_CAUSES = frozenset({"USER_BUSY", "CALL_REJECTED"})
 
 
