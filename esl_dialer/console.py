@@ -64,6 +64,8 @@ PAGE = """<!doctype html>
 td{padding:2px 8px}.muted{color:#888}</style></head>
 <body><h1>Agent {{ agent }}</h1><p>State: <b id="state">?</b></p>
 <div id="pop" class="muted">Waiting for a call…</div>
+<form method="post" action="{{ url_for('console.dial', agent=agent) }}"><input type="hidden" name="csrf" value="{{ csrf }}">
+<button title="Preview mode: dial the next record">Dial next</button></form>
 <form method="post" action="{{ url_for('console.logout') }}"><input type="hidden" name="csrf" value="{{ csrf }}">
 <button>Log out</button></form>
 <script>
@@ -134,6 +136,17 @@ def page(agent: str):
     return render_template_string(PAGE, agent=agent, csrf=_csrf())
 
 
+@bp.post("/agent/<agent>/dial")
+def dial(agent: str):
+    """Preview mode (D2): the agent asks for the next call."""
+    _require(agent)
+    _check_csrf()
+    on_dial = current_app.extensions.get("on_dial")
+    if on_dial is None or not on_dial(agent):
+        abort(409, "this agent's worker does not take dial requests now")
+    return redirect(url_for("console.page", agent=agent))
+
+
 @bp.get("/agent/<agent>/events")
 def events(agent: str):
     _require(agent)
@@ -168,8 +181,9 @@ def _sse(event: str, data: dict) -> bytes:
 
 
 def create_console_app(hub: PopHub, passwords: dict[str, str], state_of: Callable[[str], str | None], *,
-                       secret_key: str | None = None, secure_cookies: bool = False) -> Flask:
-    """``passwords``: extension -> werkzeug password hash."""
+                       secret_key: str | None = None, secure_cookies: bool = False,
+                       on_dial: Callable[[str], bool] | None = None) -> Flask:
+    """``passwords``: extension -> werkzeug password hash; ``on_dial(agent)`` -> accepted (preview mode)."""
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=secret_key or secrets.token_hex(32),
@@ -180,5 +194,6 @@ def create_console_app(hub: PopHub, passwords: dict[str, str], state_of: Callabl
     )
     app.extensions["pop_hub"] = hub
     app.extensions["state_of"] = state_of
+    app.extensions["on_dial"] = on_dial
     app.register_blueprint(bp)
     return app

@@ -617,6 +617,14 @@ class AgentWorker:
                 self.kick_report.set()  # report again as soon as possible
                 self.stopping.wait(1.0)
 
+    def preview_dial(self) -> bool:
+        """Preview mode (D2): the agent clicked "dial next"; one line when the agent is free."""
+        if self.s.mode is not DialMode.PREVIEW or not self.core.may_dial():
+            return False
+        self.pacer.preview_dial(self.s.agent)
+        self.kick_dial.set()
+        return True
+
     def _campaign_status(self, status: str) -> None:
         active = status == "active"
         if active != self.campaign_active:
@@ -670,7 +678,9 @@ class WorkerHost:
                      for s in (w.s for w in self.workers) if s.console_password}
         if not passwords:
             logger.warning("agent console: no agent has a console_password; nobody can log in")
-        app = create_console_app(self.hub, passwords, lambda a: (w.core.state.value if (w := self.by_agent.get(a)) else None))
+        app = create_console_app(self.hub, passwords,
+                                 lambda a: (w.core.state.value if (w := self.by_agent.get(a)) else None),
+                                 on_dial=lambda a: bool((w := self.by_agent.get(a)) and w.preview_dial()))
         self.console_server = WSGIServer(self.console_addr, app, log=None)
         self.console_server.start()
         logger.info("agent console on http://%s:%s/", self.console_addr[0], self.console_server.server_port)

@@ -169,3 +169,19 @@ def test_d9_dial_check_refuses_dnc_added_after_lease(db, controller, tmp_path):
     assert w.stats.refused.get("dnc") == 1
     atts = attempts_by_record(db)
     assert atts[camp.record_ids[1]][0].result == "dnc" and atts[camp.record_ids[1]][0].call_uuid is None
+
+
+def test_d2_preview_mode_dials_only_on_click(db, controller, tmp_path):
+    camp = make_campaign(db, agents=["1001"], records=5)
+    switch = FakeSwitch(lambda n: Outcome("busy", ring_s=0.05))
+    w = AgentWorker(settings("1001", controller, camp, tmp_path, mode=DialMode.PREVIEW), switch).start()
+    try:
+        wait_until(lambda: w.store.held_count() >= 2 and w.core.state is AgentState.IDLE)
+        gevent.sleep(0.5)
+        assert switch.originated == []
+        assert w.preview_dial()
+        wait_until(lambda: len(switch.originated) == 1)
+        gevent.sleep(0.5)
+        assert len(switch.originated) == 1  # one click, one call
+    finally:
+        w.stop(timeout=2)

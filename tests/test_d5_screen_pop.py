@@ -65,3 +65,19 @@ def test_d5_screen_pop_pushed_over_sse_at_once(app):
     assert pop["previous_attempts"][0]["result"] == "no_answer"
     resp.close()
     assert hub._subs["1001"] == []
+
+
+def test_d2_preview_dial_button_reaches_the_worker():
+    clicks = []
+    hub = PopHub()
+    app = create_console_app(hub, {"1001": generate_password_hash("pw1")}, lambda a: "idle", secret_key="k",
+                             on_dial=lambda a: clicks.append(a) or len(clicks) == 1)
+    c = app.test_client()
+    login(c, "1001", "pw1")
+    page = c.get("/agent/1001").get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    assert c.post("/agent/1001/dial", data={}).status_code == 400  # CSRF
+    assert c.post("/agent/1001/dial", data={"csrf": csrf}).status_code == 302
+    assert c.post("/agent/1001/dial", data={"csrf": csrf}).status_code == 409  # refused by the worker
+    assert c.post("/agent/1002/dial", data={"csrf": csrf}).status_code == 403
+    assert clicks == ["1001", "1001"]
