@@ -1,21 +1,12 @@
 """The switch adapter: the one class through which product code drives a FreeSWITCH.
 
-``Switch`` runs over greenswitch's ``InboundESL`` (one ``_Connection``, a
-subclass, per TCP session) and covers what greenswitch leaves out (STYLE.md,
-"Known gaps"; each has a test in tests/test_switch_greenswitch_gaps.py):
-
-* ``send`` has no timeout                -> every command waits at most ``command_timeout``;
-                                            a missing reply drops the connection (replies are
-                                            strictly ordered, so the stream is desynchronised).
-* no reconnect                           -> a supervisor greenlet reconnects with exponential
-                                            back-off and jitter and re-subscribes events/filters.
-* ``sock.send`` instead of ``sendall``   -> ``sendall`` under a lock, so the FIFO of pending
-                                            replies always matches the bytes on the wire.
-* ``unquote`` over the whole header block-> each value is decoded after the split (events.py).
-* ``_read_socket`` spins on a closed socket (``read`` returns b"" forever) and a missing
-  ``Content-Type`` raises KeyError in the reader -> our reader stops on EOF, drops
-  frames it does not understand, and bounds its buffer.
-* a few thousand events/s               -> routing keys found in the bytes, rest decoded lazily.
+``Switch`` runs over greenswitch's ``InboundESL`` (one
+``esl_dialer.esl.inbound.InboundConnection``, a subclass, per TCP session,
+which closes greenswitch's send/read gaps) and adds what greenswitch leaves
+out: reconnect with exponential back-off and jitter that re-subscribes
+events and filters, bgapi job results, per-channel waits with timeouts,
+handlers per event name and per channel, and the command helpers (the only
+place the product builds ESL commands, via ``esl_dialer.esl.commands``).
 
 Threads of control (all in one ``gevent.pool.Group``, killed and joined by ``close()``):
 the supervisor (connect/reconnect), one reader per connection (socket -> frames ->
@@ -31,22 +22,19 @@ import collections
 import json
 import logging
 import random
-import socket as stdsocket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 import gevent
 import gevent.event
-import gevent.lock
 import gevent.pool
-import gevent.socket
-from greenswitch.esl import InboundESL, NotConnectedError
 
 from esl_dialer.esl import commands as cmds
-from esl_dialer.esl.events import (
-    CT_API_RESPONSE, CT_AUTH_REQUEST, CT_COMMAND_REPLY, CT_DISCONNECT, CT_EVENT_JSON, CT_EVENT_PLAIN,
-    CT_LOG, CT_RUDE_REJECTION, Event, Frame, ProtocolError, StreamParser,
+from esl_dialer.esl.events import Event
+from esl_dialer.esl.inbound import (  # noqa: F401 - errors re-exported: product code imports them from here
+    AuthFailed, ChannelHangup, CommandFailed, InboundConnection as _Connection, NotConnected, SwitchError,
+    SwitchTimeout,
 )
 from esl_dialer.messages import AttemptResult
 
@@ -63,47 +51,11 @@ DEFAULT_EVENTS = CORE_EVENTS + (
     "DTMF", "HEARTBEAT",
 )
 HANGUP_EVENTS = frozenset({"CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY"})
-RECV_BYTES = 256 * 1024
 #: Hang-up causes that mean "rang out" rather than "failed" (FreeSWITCH hangup cause table).
 #: ORIGINATOR_CANCEL: we (or the originate timeout) cancelled a ringing call.
 NO_ANSWER_CAUSES = frozenset({"NO_ANSWER", "NO_USER_RESPONSE", "ALLOTTED_TIMEOUT", "PROGRESS_TIMEOUT",
                               "ORIGINATOR_CANCEL"})
 BUSY_CAUSES = frozenset({"USER_BUSY", "CALL_REJECTED"})
-
-
-class SwitchError(Exception):
-    """Base of the adapter's errors."""
-
-
-class NotConnected(SwitchError, NotConnectedError):
-    """No live ESL connection (or it was lost while waiting)."""
-
-
-class AuthFailed(SwitchError):
-    """The switch refused the password (``-ERR invalid``) or the client (rude-rejection)."""
-
-
-class SwitchTimeout(SwitchError, TimeoutError):
-    """A reply, job result or channel event did not arrive in time."""
-
-
-class CommandFailed(SwitchError):
-    """The switch answered ``-ERR ...`` to an api command."""
-
-    def __init__(self, command: str, reply: str) -> None:
-        super().__init__(f"{command.split(' ', 1)[0]}: {reply}")
-        self.command = command
-        self.reply = reply
-
-
-class ChannelHangup(SwitchError):
-    """The channel hung up while an event other than a hang-up was awaited."""
-
-    def __init__(self, uuid: str, event: Event) -> None:
-        self.uuid = uuid
-        self.event = event
-        self.cause = event.get("Hangup-Cause") or event.variable("hangup_cause") or "UNKNOWN"
-        super().__init__(f"channel {uuid} hung up ({self.cause})")
 
 
 @dataclass(frozen=True)
@@ -185,161 +137,6 @@ class _Channel:
     def seen(self, names: frozenset[str], since: int) -> Event | None:
         found = [ev for name, ev in self.last.items() if name in names and ev.seq > since]
         return min(found, key=lambda e: e.seq) if found else None
-
-
-class _Connection(InboundESL):
-    """One ESL session over greenswitch's InboundESL, with its gaps closed.
-
-    Reused from greenswitch: the reply FIFO (``_commands_sent``), the
-    ``_auth_request_event`` handshake, ``authenticate()`` and the
-    ``connected``/``_run`` flags. Replaced: ``connect`` (timeouts), ``send``
-    (sendall + timeout), ``receive_events`` (fast, bounded, EOF-safe reader)
-    and ``stop``. greenswitch's own dispatcher is not started: ``Switch``
-    owns the one dispatcher so handlers survive reconnects.
-    """
-
-    def __init__(self, owner: "Switch", host: str, port: int, password: str, timeout: float) -> None:
-        super().__init__(host, port, password, timeout=timeout)
-        self._owner = owner
-        self._send_lock = gevent.lock.Semaphore()
-        self.rejected = False
-        self.reader: gevent.Greenlet | None = None
-        self.sock: gevent.socket.socket | None = None
-
-    # -- lifecycle ----------------------------------------------------------
-    def connect(self) -> None:
-        try:
-            self.sock = gevent.socket.create_connection((self.host, self.port), timeout=self.timeout)
-        except OSError as exc:
-            raise NotConnected(f"cannot connect to {self.host}:{self.port}: {exc}") from None
-        self.sock.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
-        # The socket timeout bounds sendall; the reader treats a recv timeout as "idle".
-        self.sock.settimeout(self.timeout)
-        self.connected = True
-        self.reader = self._owner._spawn(self.receive_events)
-        if not self._auth_request_event.wait(timeout=self.timeout):
-            self.stop()
-            raise SwitchTimeout(f"no auth/request from {self.host}:{self.port} within {self.timeout} s")
-        if self.rejected or not self.connected:
-            self.stop()
-            raise AuthFailed(f"{self.host}:{self.port} rejected the connection")
-        try:
-            self.authenticate()  # greenswitch: send('auth <pw>'), expects Reply-Text '+OK accepted'
-        except ValueError:
-            self.stop()
-            raise AuthFailed(f"{self.host}:{self.port} refused the ESL password") from None
-        except NotConnected:
-            self.stop()
-            raise AuthFailed(f"{self.host}:{self.port} closed the connection during auth") from None
-
-    def stop(self) -> None:
-        self._run = False
-        self.connected = False
-        sock = self.sock
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
-        self._fail_pending(NotConnected("connection closed"))
-
-    def _fail_pending(self, exc: Exception) -> None:
-        pending, self._commands_sent = self._commands_sent, []
-        for result in pending:
-            if not result.ready():
-                result.set_exception(exc)
-
-    # -- commands -------------------------------------------------------------
-    def send(self, data: str, timeout: float | None = None) -> Frame:  # type: ignore[override]
-        """Send one command and wait (bounded) for its reply frame."""
-        if not self.connected or self.sock is None:
-            raise NotConnected("not connected")
-        timeout = self.timeout if timeout is None else timeout
-        result = gevent.event.AsyncResult()
-        payload = (data + "\n\n").encode("utf-8")
-        with self._send_lock:
-            self._commands_sent.append(result)
-            try:
-                self.sock.sendall(payload)
-            except OSError as exc:  # includes socket.timeout: the peer stopped reading
-                self.stop()
-                raise NotConnected(f"send failed: {exc}") from None
-        try:
-            return result.get(timeout=timeout)
-        except gevent.Timeout:
-            logger.warning("no reply to %r within %s s; dropping the connection", data.split(" ", 1)[0], timeout)
-            self.stop()
-            raise SwitchTimeout(f"no reply to {data.split(' ', 1)[0]!r} within {timeout} s") from None
-
-    # -- the reader -----------------------------------------------------------
-    def receive_events(self) -> None:
-        """Socket -> frames. Stops on EOF or error (never spins); never runs user code."""
-        sock = self.sock
-        parser = StreamParser()
-        owner = self._owner
-        last_data = time.monotonic()
-        try:
-            while self._run:
-                try:
-                    data = sock.recv(RECV_BYTES)
-                except stdsocket.timeout:
-                    # Quiet connection: FreeSWITCH sends HEARTBEAT every 20 s, so long
-                    # silence may be a half-open TCP session; probe it (off the reader).
-                    owner._idle(self, time.monotonic() - last_data)
-                    continue
-                except OSError as exc:
-                    if self._run:
-                        logger.warning("ESL read from %s:%s failed: %s", self.host, self.port, exc)
-                    break
-                last_data = time.monotonic()
-                if not data:
-                    if self._run and not owner._closing:
-                        logger.warning("ESL connection to %s:%s closed by the server", self.host, self.port)
-                    break
-                try:
-                    frames = parser.feed(data)
-                except ProtocolError as exc:
-                    logger.error("ESL protocol error from %s:%s: %s; dropping the connection",
-                                 self.host, self.port, exc)
-                    break
-                if frames:
-                    self._handle_frames(frames)
-                    if owner._after_batch():
-                        # Let the dispatcher run between socket reads: recv on a
-                        # busy socket returns without ever yielding to the hub.
-                        gevent.sleep(0)
-        finally:
-            self.stop()
-
-    def _handle_frames(self, frames: list[tuple[dict[str, str], bytes]]) -> None:
-        owner = self._owner
-        for headers, body in frames:
-            ctype = headers.get("Content-Type")
-            if ctype == CT_EVENT_PLAIN:
-                owner._route(Event.from_plain(body))
-            elif ctype == CT_COMMAND_REPLY or ctype == CT_API_RESPONSE:
-                if self._commands_sent:
-                    self._commands_sent.pop(0).set(Frame(headers, body))
-                else:
-                    logger.warning("ESL reply with no command waiting: %r", headers.get("Reply-Text", body[:60]))
-            elif ctype == CT_EVENT_JSON:
-                try:
-                    owner._route(Event.from_json(body))
-                except ProtocolError as exc:
-                    logger.warning("dropping undecodable event-json frame: %s", exc)
-            elif ctype == CT_AUTH_REQUEST:
-                self._auth_request_event.set()
-            elif ctype == CT_DISCONNECT:
-                logger.info("ESL disconnect notice from %s:%s (%s)", self.host, self.port,
-                            headers.get("Content-Disposition", "disconnect"))
-            elif ctype == CT_RUDE_REJECTION:
-                self.rejected = True
-                self.connected = False
-                self._auth_request_event.set()
-            elif ctype == CT_LOG:
-                pass
-            else:
-                logger.warning("ignoring ESL frame with Content-Type %r (%d body bytes)", ctype, len(body))
 
 
 class Switch:
