@@ -152,7 +152,7 @@ class Switch:
                  events: Iterable[str] = DEFAULT_EVENTS, connect_timeout: float = 5.0,
                  command_timeout: float = 10.0, reconnect_min_s: float = 0.1, reconnect_max_s: float = 5.0,
                  channel_linger_s: float = 30.0, idle_probe_s: float | None = 60.0,
-                 name: str = "switch") -> None:
+                 max_tracked_channels: int = 50_000, name: str = "switch") -> None:
         self.host, self.port, self.password = host, int(port), password
         self.name = name
         self.connect_timeout = connect_timeout
@@ -161,6 +161,7 @@ class Switch:
         self.reconnect_max_s = reconnect_max_s
         self.channel_linger_s = channel_linger_s
         self.idle_probe_s = idle_probe_s
+        self.max_tracked_channels = max_tracked_channels
         self._probe: gevent.Greenlet | None = None
         self._events: list[str] = []
         self._custom: list[str] = []
@@ -475,8 +476,18 @@ class Switch:
     def track(self, uuid: str) -> None:
         """Remember this channel's events from now on, so ``wait_for`` sees ones that already happened."""
         uuid = cmds.check_uuid(uuid)
-        if uuid not in self._channels:
-            self._channels[uuid] = _Channel(uuid)
+        channels = self._channels
+        if uuid in channels:
+            return
+        if len(channels) >= self.max_tracked_channels:
+            # Hang-ups lost in a disconnect would otherwise leak: forget the oldest idle channel.
+            for old in channels:
+                if not channels[old].waiters:
+                    logger.warning("%s: tracking more than %d channels; forgetting %s",
+                                   self.name, self.max_tracked_channels, old)
+                    del channels[old]
+                    break
+        channels[uuid] = _Channel(uuid)
 
     def untrack(self, uuid: str) -> None:
         ch = self._channels.pop(uuid, None)

@@ -324,3 +324,14 @@ def test_x2_silent_half_open_connection_is_probed_and_replaced(fake):
     finally:
         fake.stall = False
         switch.close()
+
+
+def test_x2_tracked_channels_are_bounded(fake):
+    switch = Switch("127.0.0.1", fake.port, max_tracked_channels=3).start()
+    try:
+        uuids = [f"00000000-0000-0000-0000-00000000000{i}" for i in range(5)]
+        for u in uuids:
+            switch.track(u)
+        assert list(switch._channels) == uuids[2:]
+    finally:
+        switch.close()
