@@ -22,11 +22,13 @@ logger = logging.getLogger(__name__)
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 256
 ROLES = ("admin", "supervisor")
+#: werkzeug hash method; scrypt (werkzeug's default) is deliberately slow to guess
+PASSWORD_METHOD = "scrypt"
 _USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,80}$")
 
 # Checked against when the user does not exist, so a wrong user name costs the
 # same time as a wrong password (no user-name probing by timing).
-_DUMMY_HASH = generate_password_hash("not-a-real-password")
+_DUMMY_HASH = generate_password_hash("not-a-real-password", method=PASSWORD_METHOD)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +68,8 @@ def add_user(db: Database, username: str, password: str, *, role: str = "supervi
     with db.session() as s:
         if s.scalar(sa.select(User.id).where(User.username == username)) is not None:
             raise Conflict(f"user {username!r} already exists", field="username")
-        user = User(username=username, password_hash=generate_password_hash(password), role=role)
+        user = User(username=username, password_hash=generate_password_hash(password, method=PASSWORD_METHOD),
+                    role=role)
         s.add(user)
         s.flush()
         logger.info("dashboard user %s added (role %s)", username, role)
@@ -79,7 +82,7 @@ def set_password(db: Database, username: str, password: str) -> None:
         user = s.scalar(sa.select(User).where(User.username == username))
         if user is None:
             raise NotFound(f"no user {username!r}", field="username")
-        user.password_hash = generate_password_hash(password)
+        user.password_hash = generate_password_hash(password, method=PASSWORD_METHOD)
 
 
 def list_users(db: Database) -> list[UserInfo]:
