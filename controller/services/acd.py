@@ -219,17 +219,21 @@ def _dispatch(session: Session, queue: AcdQueue, now: dt.datetime | None = None)
             AcdEntry.queue_id == queue.id, AcdEntry.state == ProxyState.OFFERED,
             AcdEntry.leg_uuid.is_(None), AcdEntry.offered_at < limit))):
         _end(session, entry, ProxyState.EXPIRED, "offer_timeout", now)
-    waiting = list(session.scalars(sa.select(AcdEntry).where(
-        AcdEntry.queue_id == queue.id, AcdEntry.state == ProxyState.WAITING).order_by(AcdEntry.id)))
-    if not waiting:
-        return
+    # Free operators first (few), then only as many head entries as there are
+    # free operators: a long queue costs nothing when nobody is free.
     stmt = (sa.select(AcdOperator)
             .join(AcdMembership, AcdMembership.operator_id == AcdOperator.id)
             .where(AcdMembership.queue_id == queue.id, AcdOperator.state == "available")
-            .order_by(AcdOperator.state_since, AcdOperator.id).limit(len(waiting)))
+            .order_by(AcdOperator.state_since, AcdOperator.id))
     if is_postgres(session):
         stmt = stmt.with_for_update(of=AcdOperator, skip_locked=True)
-    for entry, operator in zip(waiting, session.scalars(stmt).all()):
+    free = session.scalars(stmt).all()
+    if not free:
+        return
+    waiting = list(session.scalars(sa.select(AcdEntry).where(
+        AcdEntry.queue_id == queue.id, AcdEntry.state == ProxyState.WAITING).order_by(AcdEntry.id)
+        .limit(len(free))))
+    for entry, operator in zip(waiting, free):
         entry.state, entry.operator_id, entry.offered_at = ProxyState.OFFERED, operator.id, now
         operator.state, operator.state_since = "reserved", now
         logger.info("acd %s: proxy %s offered to operator %s", queue.skill, entry.public_id, operator.name)
@@ -255,9 +259,17 @@ def _average_service_s(session: Session, queue: AcdQueue) -> float:
 
 def _snapshots(session: Session, queue: AcdQueue, entries: list[AcdEntry]) -> list[ProxySnapshot]:
     """Positions and expected waits of ``entries`` (all of one queue)."""
-    waiting_ids = list(session.scalars(sa.select(AcdEntry.id).where(
-        AcdEntry.queue_id == queue.id, AcdEntry.state == ProxyState.WAITING).order_by(AcdEntry.id)))
-    rank = {entry_id: i + 1 for i, entry_id in enumerate(waiting_ids)}
+    waiting_here = [e.id for e in entries if e.state == ProxyState.WAITING]
+    if len(waiting_here) == 1:  # one proxy (the common API call): count the ones ahead
+        ahead = session.scalar(sa.select(sa.func.count()).select_from(AcdEntry).where(
+            AcdEntry.queue_id == queue.id, AcdEntry.state == ProxyState.WAITING, AcdEntry.id < waiting_here[0]))
+        rank = {waiting_here[0]: ahead + 1}
+    elif waiting_here:
+        waiting_ids = session.scalars(sa.select(AcdEntry.id).where(
+            AcdEntry.queue_id == queue.id, AcdEntry.state == ProxyState.WAITING).order_by(AcdEntry.id)).all()
+        rank = {entry_id: i + 1 for i, entry_id in enumerate(waiting_ids)}
+    else:
+        rank = {}
     staffed = session.scalar(sa.select(sa.func.count()).select_from(AcdOperator)
                              .join(AcdMembership, AcdMembership.operator_id == AcdOperator.id)
                              .where(AcdMembership.queue_id == queue.id, AcdOperator.state != "offline"))
@@ -353,7 +365,9 @@ def cancel_proxy(db: Database, public_id: str, peer: AcdPeer, reason: str = "cal
         entry = _entry(session, public_id, peer)
         queue = session.get(AcdQueue, entry.queue_id)
         _lock_queue(session, queue.id)
-        if entry.state in QUEUED:
+        # Once its leg has arrived the entry belongs to that leg (the acceptor
+        # reports how it ends): a late cancel from the local side changes nothing.
+        if entry.state in QUEUED and entry.leg_uuid is None:
             _end(session, entry, ProxyState.CANCELLED, str(reason)[:64], utcnow())
             logger.info("acd %s: proxy %s cancelled (%s)", queue.skill, public_id, reason)
         _dispatch(session, queue)

@@ -349,24 +349,35 @@ class IvrCall:
                 f"{center.dial_string_for(skill, proxy_id)}")
         self.report.bridge_started_at = time.monotonic()
         logger.info("call %s: bridging to %s for proxy %s", self.uuid, center.name, proxy_id)
-        done = self.session.execute("bridge", dial, timeout=MAX_CALL_S)
+        # From here the leg speaks for the proxy: a hang-up during the
+        # conversation must not cancel it (the remote acceptor reports the end).
+        self._proxy = None
+        try:
+            done = self.session.execute("bridge", dial, timeout=MAX_CALL_S)
+        except CallerGone:
+            self._cancel(center, proxy_id, "caller_hangup")  # no-op remotely once the leg arrived
+            raise
         disposition = (done.get("variable_originate_disposition") or "").upper()
         answered = disposition in ("SUCCESS", "ANSWER") or bool(done.get("variable_bridge_hangup_cause")) \
             or bool(done.get("variable_last_bridge_to"))
         if not answered:
+            self._proxy = (center, proxy_id)  # still ours: cancelled before the retry
             raise RemoteFailed(f"bridge failed: {disposition or done.get('Application-Response')}")
         self.report.bridge_answered = True
-        self._proxy = None  # the remote center owns the proxy now
 
     def _cancel_proxy(self, reason: str) -> None:
         if self._proxy is None:
             return
         center, proxy_id = self._proxy
         self._proxy = None
+        self._cancel(center, proxy_id, reason)
+
+    def _cancel(self, center: RemoteCenter, proxy_id: str, reason: str) -> None:
         try:
-            center.cancel_proxy(proxy_id, reason)
-            self.report.cancelled_proxy = True
-            logger.info("call %s: proxy %s cancelled (%s)", self.uuid, proxy_id, reason)
+            snap = center.cancel_proxy(proxy_id, reason)
+            if snap.get("state") == "cancelled":
+                self.report.cancelled_proxy = True
+                logger.info("call %s: proxy %s cancelled (%s)", self.uuid, proxy_id, reason)
         except (ControllerUnavailable, ApiError) as err:
             logger.warning("call %s: could not cancel proxy %s: %s", self.uuid, proxy_id, err)
 

@@ -133,7 +133,9 @@ class IvrSession(OutboundSession):
             raise CallerGone() from None
         if reply.headers.get("Reply-Text", "").startswith("-ERR"):
             self._forget(app_uuid)
-            if self.gone.is_set():
+            if self.gone.is_set() or "invalid session id" in reply.headers.get("Reply-Text", ""):
+                # the channel is gone; its CHANNEL_HANGUP may still be on its way
+                self._mark_gone(None)
                 raise CallerGone()
             raise CommandTimeout(f"{app} refused: {reply.headers.get('Reply-Text')}")
         return result
