@@ -265,3 +265,21 @@ def test_d2_deterministic_with_seed():
     assert outcomes(7) != outcomes(8)
     counts = {o for o, _ in outcomes(7)}
     assert counts == {"answer", "busy", "no_answer"}
+
+
+def test_r1_uuid_transfer_both_setvar_multi_dump_and_history(sim, c):
+    a = api(c, "originate loopback/9993 &park()").split()[1]
+    b = api(c, "originate loopback/9993 &park()").split()[1]
+    api(c, f"uuid_bridge {a} {b}")
+    assert wait_until(lambda: sim.channels[a].bridged_to == b, 2)
+    assert api(c, f"uuid_setvar_multi {a} x=1;y=2") == "+OK\n"
+    dump = api(c, f"uuid_dump {a}")
+    assert "variable_x: 1\n" in dump and f"Unique-ID: {a}\n" in dump
+    sim.dialplan = {**sim.dialplan, "8100": [("park", "")]}
+    assert api(c, f"uuid_transfer {a} -both 8100 XML default") == "+OK\n"
+    assert wait_until(lambda: sim.channels[a].current_app == "park" and sim.channels[b].current_app == "park", 3)
+    assert sim.channels[a].alive and sim.channels[b].alive and sim.channels[a].bridged_to is None
+    assert api(c, "uuid_transfer nosuch 8100") == "-ERR No such channel!\n"
+    notes = [d for _, kind, d in sim.channels[a].log if kind == "api"]
+    assert notes[:2] == [f"uuid_bridge {a} {b}", f"uuid_setvar_multi {a} x=1;y=2"]
+    api(c, "hupall")

@@ -345,3 +345,26 @@ def test_x2_show_channels_text_and_log(raw, sim):
     assert raw.reply("log info").reply_text == "+OK log level info [7]"
     assert raw.reply("api create_uuid").text.count("-") == 4
     sim.api.run("hupall", "")
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=5))
+def test_x2_fuzz_server_survives_any_bytes(sim, chunks):
+    c = RawEslClient("127.0.0.1", sim.port, timeout=2)
+    try:
+        c.read_frame()
+        c.send(b"auth ClueCon\n\n")
+        for chunk in chunks:
+            c.send(chunk)
+    except OSError:
+        pass  # the server may close on garbage; that is allowed
+    finally:
+        c.close()
+    check = RawEslClient("127.0.0.1", sim.port)
+    assert check.auth().reply_text == "+OK accepted"
+    assert check.reply("api status").text.startswith("UP ")
+    check.close()

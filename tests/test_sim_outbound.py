@@ -167,3 +167,55 @@ def test_r5_socket_refused_hangs_up(sim):
     sim.dialplan = {**sim.dialplan, "7001": [("socket", "127.0.0.1:1 async full")]}
     uuid = sim.inbound_call("7001", "15551230005")
     assert wait_until(lambda: uuid not in sim.channels, 7)
+
+
+def test_r6_static_socket_sendmsg_replies_after_the_app(sim, app_server):
+    server, accepted = app_server
+    sim.dialplan = {**sim.dialplan, "7002": [("socket", f"127.0.0.1:{server.server_port}")]}  # static
+    uuid = sim.inbound_call("7002", "15551230006")
+    c = RawEslClient("127.0.0.1", 0, sock=accepted.get(timeout=5))
+    c.command("connect")
+    assert c.read_frame().headers["Socket-Mode"] == "static"
+    execute(c, "answer")
+    import time
+
+    started = time.monotonic()
+    reply = execute(c, "playback", "silence_stream://4000")  # 4 simulated s = 0.2 real s
+    assert reply.reply_text == "+OK" and time.monotonic() - started >= 0.15
+    assert [p.status for p in sim.channels[uuid].playbacks] == ["done"]
+    c.send(encode_sendmsg(None, {"call-command": "execute", "execute-app-name": "playback",
+                                 "execute-app-arg": "silence_stream://100000", "async": "true"}))
+    started = time.monotonic()
+    assert c.read_until(lambda f: f.content_type == "command/reply").reply_text == "+OK"
+    assert time.monotonic() - started < 1.0  # async: true replies at once
+    c.send(encode_sendmsg(uuid, {"call-command": "hangup", "hangup-cause": "USER_BUSY"}))
+    assert wait_until(lambda: uuid not in sim.channels, 5)
+    assert sim.history_of(uuid).hangup_cause == "USER_BUSY"
+
+
+def test_r7_sendmsg_loops_event_uuid_export_read_record(sim, app_server):
+    _, accepted = app_server
+    uuid = sim.inbound_call("7000", "15551230007", dtmf="42#")
+    c = RawEslClient("127.0.0.1", 0, sock=accepted.get(timeout=5))
+    c.command("connect")
+    c.read_frame()
+    c.reply("myevents")
+    execute(c, "answer")
+    c.send(encode_sendmsg(None, {"call-command": "execute", "execute-app-name": "playback",
+                                 "execute-app-arg": "tone_stream://%(100,0,440)", "loops": "2",
+                                 "event-uuid": "aaaaaaaa-0000-0000-0000-000000000001"}))
+    evs = [until_event(c, "CHANNEL_EXECUTE_COMPLETE", "playback") for _ in range(2)]
+    assert {e["Application-UUID"] for e in evs} == {"aaaaaaaa-0000-0000-0000-000000000001"}
+    execute(c, "read", "1 3 ivr/enter.wav entered 2000 #")
+    assert until_event(c, "CHANNEL_EXECUTE_COMPLETE", "read")["variable_entered"] == "42"
+    execute(c, "export", "dialer_lead=7")
+    assert until_event(c, "CHANNEL_EXECUTE_COMPLETE", "export")["variable_dialer_lead"] == "7"
+    execute(c, "record_session", "/tmp/call.wav")
+    assert until_event(c, "CHANNEL_EXECUTE_COMPLETE", "record_session")
+    c.send(encode_sendmsg(None, {"call-command": "execute", "execute-app-name": "set"}, body="dialer_note=a b"))
+    assert until_event(c, "CHANNEL_EXECUTE_COMPLETE", "set")["variable_dialer_note"] == "a b"
+    execute(c, "transfer", "set:dialer_x=1,hangup:NORMAL_CLEARING inline")
+    assert wait_until(lambda: uuid not in sim.channels, 5)
+    hist = sim.history_of(uuid)
+    assert hist.recordings == ["/tmp/call.wav"] and hist.variables["dialer_x"] == "1"
+    assert [p.file for p in hist.playbacks][:2] == ["tone_stream://%(100,0,440)"] * 2

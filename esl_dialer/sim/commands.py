@@ -64,8 +64,12 @@ class ApiCommands:
         handler = self.table.get(command.lower())
         if handler is None:
             return f"-ERR {command} Command not found!\n"
+        arg = (arg or "").strip()
+        target = self.switch.find(arg.split(" ", 1)[0]) if arg else None
+        if target is not None:  # the history keeps every command applied to a call
+            target.note(self.switch.clock.now(), "api", f"{command} {arg}")
         try:
-            return handler((arg or "").strip())
+            return handler(arg)
         except Exception:  # an api bug must not kill the connection
             logger.exception("sim api %s %s failed", command, arg)
             return f"-ERR {command} failed\n"

@@ -48,6 +48,7 @@ MAX_QUEUE = 100_000  # MAX_QUEUE_LEN in mod_event_socket.c
 MAX_MISSED = 500  # MAX_MISSED: a listener this far behind is killed
 SEND_TIMEOUT_S = 30.0
 READ_CHUNK = 65536
+SYNC_EXECUTE_TIMEOUT_S = 3600.0  # bound on a synchronous sendmsg (a very long playback)
 
 # The events `myevents` turns on (mod_event_socket.c parse_command "myevents").
 MYEVENTS = frozenset({
@@ -468,6 +469,11 @@ class Listener:
             return encode_command_reply(f"-ERR invalid session id [{uuid}]")
         if msg is not None:
             self.switch.queue_message(uuid, msg)
+            # Without async (static outbound socket, or `async: false`), FreeSWITCH runs the
+            # application in the listener thread and replies when it is done.
+            sync = self.outbound and not self.async_mode and h.get("async", "").lower() != "true"
+            if sync:
+                msg.done.wait(timeout=SYNC_EXECUTE_TIMEOUT_S)
         return encode_command_reply("+OK")
 
     def cmd_linger(self, frame: Frame, line: str):

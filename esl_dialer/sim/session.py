@@ -61,6 +61,7 @@ class Message:
     loops: int = 1
     cause: str = "NORMAL_CLEARING"
     headers: dict = field(default_factory=dict)
+    done: GEvent = field(default_factory=GEvent)  # set once executed (or dropped by hang-up)
 
 
 class Session:
@@ -174,12 +175,15 @@ class Session:
 
     # -- execution ----------------------------------------------------------
     def run_message(self, msg: Message) -> None:
-        if msg.command == "hangup":
-            self.switch.hangup(self.ch, msg.cause)
-            return
-        if msg.command == "execute":
-            for _ in range(max(1, msg.loops)):
-                self.switch.apps.execute(self, msg.app, msg.arg, msg.app_uuid)
+        try:
+            if msg.command == "hangup":
+                self.switch.hangup(self.ch, msg.cause)
+                return
+            if msg.command == "execute":
+                for _ in range(max(1, msg.loops)):
+                    self.switch.apps.execute(self, msg.app, msg.arg, msg.app_uuid)
+        finally:
+            msg.done.set()
 
     def _run(self) -> None:
         sw = self.switch
@@ -217,6 +221,8 @@ class Session:
                 sw.hangup(self.ch, "NORMAL_TEMPORARY_FAILURE")
         finally:
             try:
+                for msg in self.inbox:  # never executed: release synchronous senders
+                    msg.done.set()
                 sw.finish_channel(self)
             finally:
                 self.done.set()
