@@ -120,6 +120,10 @@ class Session:
         self.poke()
 
     def queue(self, message: Message) -> None:
+        if message.command == "hangup":  # not queued behind a running application
+            self.switch.hangup(self.ch, message.cause)
+            message.done.set()
+            return
         self.inbox.append(message)
         self.poke()
 
