@@ -95,6 +95,7 @@ class Call:
     agent: Optional[str] = None  # extension of the agent it was connected to
     overflowed: bool = False
     machine: bool = False
+    disposition: Optional[str] = None  # the agent's, given during the call or wrap-up
     history: list[tuple[CallEvent, CallState]] = field(default_factory=list)
 
     @property
@@ -160,6 +161,6 @@ class Call:
             "connected_at": iso(self.connected_at),
             "ended_at": iso(self.ended_at),
             "hangup_cause": self.hangup_cause,
-            "disposition": None,
+            "disposition": self.disposition,
             "abandoned": res is AttemptResult.ABANDONED,
         }

@@ -64,6 +64,10 @@ PAGE = """<!doctype html>
 td{padding:2px 8px}.muted{color:#888}</style></head>
 <body><h1>Agent {{ agent }}</h1><p>State: <b id="state">?</b></p>
 <div id="pop" class="muted">Waiting for a call…</div>
+<form method="post" action="{{ url_for('console.disposition', agent=agent) }}"><input type="hidden" name="csrf" value="{{ csrf }}">
+<input name="disposition" list="dispositions" maxlength="64" placeholder="Disposition" required>
+<datalist id="dispositions"><option value="sale"><option value="callback"><option value="no_interest">
+<option value="wrong_number"><option value="do_not_call"></datalist><button>Save</button></form>
 <form method="post" action="{{ url_for('console.dial', agent=agent) }}"><input type="hidden" name="csrf" value="{{ csrf }}">
 <button title="Preview mode: dial the next record">Dial next</button></form>
 <form method="post" action="{{ url_for('console.logout') }}"><input type="hidden" name="csrf" value="{{ csrf }}">
@@ -147,6 +151,21 @@ def dial(agent: str):
     return redirect(url_for("console.page", agent=agent))
 
 
+@bp.post("/agent/<agent>/disposition")
+def disposition(agent: str):
+    """The agent's disposition for the current or just-finished call (P6)."""
+    _require(agent)
+    _check_csrf()
+    on_disposition = current_app.extensions.get("on_disposition")
+    if on_disposition is None:
+        abort(409, "dispositions are not taken here")
+    try:
+        on_disposition(agent, request.form.get("disposition", ""))
+    except ValueError as exc:
+        abort(400, str(exc))
+    return redirect(url_for("console.page", agent=agent))
+
+
 @bp.get("/agent/<agent>/events")
 def events(agent: str):
     _require(agent)
@@ -182,7 +201,8 @@ def _sse(event: str, data: dict) -> bytes:
 
 def create_console_app(hub: PopHub, passwords: dict[str, str], state_of: Callable[[str], str | None], *,
                        secret_key: str | None = None, secure_cookies: bool = False,
-                       on_dial: Callable[[str], bool] | None = None) -> Flask:
+                       on_dial: Callable[[str], bool] | None = None,
+                       on_disposition: Callable[[str, str], None] | None = None) -> Flask:
     """``passwords``: extension -> werkzeug password hash; ``on_dial(agent)`` -> accepted (preview mode)."""
     app = Flask(__name__)
     app.config.update(
@@ -195,5 +215,6 @@ def create_console_app(hub: PopHub, passwords: dict[str, str], state_of: Callabl
     app.extensions["pop_hub"] = hub
     app.extensions["state_of"] = state_of
     app.extensions["on_dial"] = on_dial
+    app.extensions["on_disposition"] = on_disposition
     app.register_blueprint(bp)
     return app

@@ -617,6 +617,14 @@ class AgentWorker:
                 self.kick_report.set()  # report again as soon as possible
                 self.stopping.wait(1.0)
 
+    def set_disposition(self, value: str) -> None:
+        """The agent's disposition for the call they are on or just finished (P6).
+
+        Runs the core directly: its methods never yield, so this cannot
+        interleave with the inbox.  Raises ValueError when there is no call.
+        """
+        self._do(self.core.set_disposition(value, self.clock()))
+
     def preview_dial(self) -> bool:
         """Preview mode (D2): the agent clicked "dial next"; one line when the agent is free."""
         if self.s.mode is not DialMode.PREVIEW or not self.core.may_dial():
@@ -680,10 +688,17 @@ class WorkerHost:
             logger.warning("agent console: no agent has a console_password; nobody can log in")
         app = create_console_app(self.hub, passwords,
                                  lambda a: (w.core.state.value if (w := self.by_agent.get(a)) else None),
-                                 on_dial=lambda a: bool((w := self.by_agent.get(a)) and w.preview_dial()))
+                                 on_dial=lambda a: bool((w := self.by_agent.get(a)) and w.preview_dial()),
+                                 on_disposition=self._disposition)
         self.console_server = WSGIServer(self.console_addr, app, log=None)
         self.console_server.start()
         logger.info("agent console on http://%s:%s/", self.console_addr[0], self.console_server.server_port)
+
+    def _disposition(self, agent: str, value: str) -> None:
+        w = self.by_agent.get(agent)
+        if w is None:
+            raise ValueError(f"no worker for agent {agent}")
+        w.set_disposition(value)
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.console_server is not None:

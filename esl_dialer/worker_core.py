@@ -130,6 +130,10 @@ class AgentDialer:
         self.wrapup_until: Optional[float] = None
         self.overflow_wait_s = overflow_wait_s
         self.dialed_while_talking = 0  # D6 invariant counter: must stay 0
+        # Our own call the agent just finished: its result waits for the disposition
+        # until wrap-up ends (only when there is a wrap-up time to give one in).
+        self.awaiting_disposition: Optional[Call] = None
+        self.talking_call: Optional[Call] = None  # our own call the agent is on, if any
 
     # -- agent -------------------------------------------------------------------------
 
@@ -178,8 +182,34 @@ class AgentDialer:
         out: list[Action] = []
         if self.state is AgentState.WRAPUP and self.wrapup_until is not None and now >= self.wrapup_until:
             self.wrapup_until = None
+            out += self._release_disposition()
             out += self._change(AgentEvent.WRAPUP_DONE, now)
         return out
+
+    def _release_disposition(self) -> list[Action]:
+        call, self.awaiting_disposition = self.awaiting_disposition, None
+        return [StoreResult(call)] if call is not None else []
+
+    def set_disposition(self, value: str, now: float) -> list[Action]:
+        """The agent's disposition (P6) for the call they are on or just finished.
+
+        Given during wrap-up it also ends the wrap-up: the result is stored and
+        the agent is ready.  Raises ValueError when there is no call to set it on.
+        """
+        value = (value or "").strip()
+        if not value or len(value) > 64:
+            raise ValueError("a disposition is 1-64 characters")
+        if self.awaiting_disposition is not None:
+            self.awaiting_disposition.disposition = value
+            out = self._release_disposition()
+            if self.state is AgentState.WRAPUP:
+                self.wrapup_until = None
+                out += self._change(AgentEvent.WRAPUP_DONE, now)
+            return out
+        if self.talking_call is not None and self.talking_call.live:
+            self.talking_call.disposition = value
+            return []
+        raise ValueError("no call to set a disposition on (overflow calls are dispositioned by their own worker)")
 
     # -- own calls ---------------------------------------------------------------------
 
@@ -212,6 +242,7 @@ class AgentDialer:
         if self.talking_to is None and self.state in (AgentState.IDLE, AgentState.DIALING):
             call.fire(CallEvent.BRIDGE, now, agent=self.agent)
             self.talking_to = uuid
+            self.talking_call = call
             out: list[Action] = [BridgeToAgent(uuid)]
             out.append(ScreenPop(uuid, screen_pop_payload(call.record, uuid, self.agent, now)))
             out += self._change(AgentEvent.CONNECT, now)
@@ -257,21 +288,26 @@ class AgentDialer:
         """Hang-up of one of our calls, or of the overflow call we were given."""
         out: list[Action] = []
         call = self.calls.get(uuid)
+        hold = uuid == self.talking_to and self.wrapup_s > 0 and call is not None
         if call is not None and call.state is not CallState.ENDED:
             call.fire(CallEvent.HANGUP, now, cause=cause)
-            out += self._finish(call, now)
+            out += self._finish(call, now, store=not hold)
         elif call is None and uuid != self.talking_to:
             raise UnknownCall(uuid)
         if uuid == self.talking_to:
             self.talking_to = None
+            self.talking_call = None
+            out += self._release_disposition()  # a previous one still waiting: store it now
+            if hold:
+                self.awaiting_disposition = call
             out += self._change(AgentEvent.HANGUP, now)
             self.wrapup_until = now + self.wrapup_s
             out += self.tick(now)
         return out
 
-    def _finish(self, call: Call, now: float) -> list[Action]:
+    def _finish(self, call: Call, now: float, store: bool = True) -> list[Action]:
         del self.calls[call.call_uuid]
-        out: list[Action] = [StoreResult(call)]
+        out: list[Action] = [StoreResult(call)] if store else []
         if self.ringing == 0 and self.state is AgentState.DIALING:
             out += self._change(AgentEvent.DIALS_DONE, now)
         return out

@@ -107,10 +107,36 @@ def test_d6_wrapup_blocks_dialing_until_it_ends():
     d.login(0)
     d.placed(Call("u1", rec(1)), 0)
     d.answered("u1", 1)
-    d.hangup("u1", "NORMAL_CLEARING", 5)
+    out = d.hangup("u1", "NORMAL_CLEARING", 5)
+    assert "StoreResult" not in kinds(out)  # waits for the disposition until wrap-up ends
     assert d.state is A.WRAPUP and d.lines_to_place(1) == 0
     assert d.tick(14) == []
-    assert kinds(d.tick(15)) == ["ReportState"] and d.state is A.IDLE
+    out = d.tick(15)
+    assert kinds(out) == ["StoreResult", "ReportState"] and d.state is A.IDLE
+    assert out[0].call.disposition is None
+
+
+def test_p6_disposition_during_call_and_wrapup():
+    d = AgentDialer("1001", wrapup_s=30)
+    d.login(0)
+    with pytest.raises(ValueError):
+        d.set_disposition("sale", 0)  # no call
+    d.placed(Call("u1", rec(1)), 0)
+    d.answered("u1", 1)
+    assert d.set_disposition("callback", 2) == []  # during the call: kept on the call
+    d.hangup("u1", "NORMAL_CLEARING", 5)
+    out = d.set_disposition("sale", 6)  # during wrap-up: stored now, agent ready at once
+    assert kinds(out) == ["StoreResult", "ReportState"] and d.state is A.IDLE
+    assert out[0].call.result_payload(worker_agent="1001", iso=str)["disposition"] == "sale"
+    with pytest.raises(ValueError):
+        d.set_disposition("x" * 65, 7)
+    # a disposition given during the call and no other: stored when wrap-up ends
+    d.placed(Call("u2", rec(2)), 10)
+    d.answered("u2", 11)
+    d.set_disposition("no_interest", 12)
+    d.hangup("u2", "NORMAL_CLEARING", 13)
+    out = d.tick(43)
+    assert out[0].call.disposition == "no_interest"
 
 
 def test_d7_second_answer_overflows_then_abandons_without_agent():

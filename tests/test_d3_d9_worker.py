@@ -185,3 +185,19 @@ def test_d2_preview_mode_dials_only_on_click(db, controller, tmp_path):
         assert len(switch.originated) == 1  # one click, one call
     finally:
         w.stop(timeout=2)
+
+
+def test_p6_disposition_given_in_wrapup_reaches_the_controller(db, controller, tmp_path):
+    camp = make_campaign(db, agents=["1001"], records=1)
+    switch = FakeSwitch(lambda n: Outcome("answer", ring_s=0.05, talk_s=0.3))
+    w = AgentWorker(settings("1001", controller, camp, tmp_path, wrapup_s=30.0), switch).start()
+    try:
+        wait_until(lambda: w.core.state is AgentState.WRAPUP)
+        assert w.store.stats().pending_results == 0 and not attempts_by_record(db)  # waits for the disposition
+        w.set_disposition("sale")
+        assert w.core.state is AgentState.IDLE  # the disposition ends the wrap-up
+        wait_until(lambda: bool(attempts_by_record(db)))
+    finally:
+        w.stop(timeout=2)
+    (att,) = attempts_by_record(db)[camp.record_ids[0]]
+    assert (att.result, att.disposition) == ("answered", "sale")

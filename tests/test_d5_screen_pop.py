@@ -81,3 +81,24 @@ def test_d2_preview_dial_button_reaches_the_worker():
     assert c.post("/agent/1001/dial", data={"csrf": csrf}).status_code == 409  # refused by the worker
     assert c.post("/agent/1002/dial", data={"csrf": csrf}).status_code == 403
     assert clicks == ["1001", "1001"]
+
+
+def test_p6_disposition_form_reaches_the_worker():
+    got = []
+
+    def on_disposition(agent, value):
+        if value == "bad":
+            raise ValueError("no call to set a disposition on")
+        got.append((agent, value))
+
+    app = create_console_app(PopHub(), {"1001": generate_password_hash("pw1")}, lambda a: "wrapup",
+                             secret_key="k", on_disposition=on_disposition)
+    c = app.test_client()
+    login(c, "1001", "pw1")
+    page = c.get("/agent/1001").get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    assert c.post("/agent/1001/disposition", data={"disposition": "sale"}).status_code == 400  # CSRF
+    assert c.post("/agent/1001/disposition", data={"disposition": "sale", "csrf": csrf}).status_code == 302
+    r = c.post("/agent/1001/disposition", data={"disposition": "bad", "csrf": csrf})
+    assert r.status_code == 400 and b"no call" in r.data
+    assert got == [("1001", "sale")]
