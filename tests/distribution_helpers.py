@@ -52,4 +52,7 @@ def pool_of(db, ids) -> dict[int, int]:
 def reset_caches():
     distribution._zones.clear()
     distribution._last_sweep.clear()
+    distribution._rates.clear()
+    distribution._rules.clear()
+    distribution._contexts.clear()
     workers._auth_cache.clear()

@@ -73,11 +73,13 @@ def test_p3_refill_tracks_depletion_rate_and_respects_maximum(setup):
         _report(db, wi, ids, now=NOON_NY - dt.timedelta(minutes=4 - i))
     q = Q.get_queue(db, w.queue_id)
     assert q.rate_per_minute == pytest.approx(20.0)
+    reset_caches()  # the rate is re-measured every few seconds; here, now
     D.lease(db, wi, 1, now=NOON_NY)
     assert Q.get_queue(db, w.queue_id).queued == pytest.approx(40, abs=1)
     # a much faster worker is capped at max_size
     Q.update_queue(db, w.queue_id, lead_minutes=60)
     Q.flush_queue(db, w.queue_id)
+    reset_caches()
     D.lease(db, wi, 1, now=NOON_NY)
     assert Q.get_queue(db, w.queue_id).queued == 399
 
@@ -166,6 +168,7 @@ def test_p7_recycling_by_rule_retry_delay_then_exhausted(setup):
     db, cid, a, b, w = setup
     with db.session() as s:
         s.add(RecycleRule(campaign_id=cid, result="busy", retry_minutes=10, max_attempts=2))
+    reset_caches()  # rules are re-read every few seconds
     (rid,) = add_numbers(db, a, 1)
     wi = ident(db, w)
     assert _lease_ids(db, wi, 5) == [rid]

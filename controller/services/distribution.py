@@ -41,7 +41,7 @@ from ..models import (
     Agent, CallAttempt, CallRecord, Campaign, DncEntry, Pool, Queue, QueueFeed, RecycleRule, utcnow,
 )
 from .queues import depletion_rate
-from .txn import write_session
+from .txn import bind as _bind, is_postgres, write_connection, write_session
 from .workers import WorkerIdentity
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,12 @@ CALLBACK_PRIORITY = -50
 EXPIRY_INTERVAL_S = 5.0
 #: how long (s) the list of a campaign's time zones is cached per process
 ZONES_CACHE_S = 60.0
+#: how long (s) a queue's measured depletion rate is reused per process
+RATE_CACHE_S = 5.0
+#: how long (s) a worker's campaign/queue settings are reused per process
+CONTEXT_CACHE_S = 1.0
+#: how long (s) a campaign's recycle rules are reused per process
+RULES_CACHE_S = 5.0
 PREVIOUS_ATTEMPTS_SHOWN = 10
 MAX_LEASE = 500
 MAX_RESULTS = 1000
@@ -203,7 +209,7 @@ def window_clause(session: Session, campaign: CampaignInfo, now: dt.datetime) ->
     default_ok = _callable(None, campaign, now)
     if not campaign.by_number:
         return sa.true() if default_ok else None
-    key = (id(session.get_bind()), str(session.get_bind().url), campaign.id)
+    key = (id(_bind(session)), str(_bind(session).url), campaign.id)
     zones = [z for z in _zones.get(session, key, campaign.id) if z]
     closed = [z for z in zones if not _callable(z, campaign, now)]
     if len(closed) == len(zones) and not default_ok and zones:
@@ -219,7 +225,7 @@ def _eligible(now: dt.datetime) -> sa.ColumnElement:
 
 
 def _for_update(stmt, session: Session, skip_locked: bool = True):
-    if session.get_bind().dialect.name == "postgresql":
+    if _bind(session).dialect.name == "postgresql":
         return stmt.with_for_update(skip_locked=skip_locked)
     return stmt
 
@@ -236,11 +242,19 @@ def _picked(session: Session, stmt, name: str) -> sa.ColumnElement[bool]:
     return CallRecord.id.in_(sa.select(cte.c.id))
 
 
+def _in(session: Session, column, values: list, item_type) -> sa.ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL ``= ANY(array)`` so the SQL text is the
+    same for any list length (prepared once, parsed once)."""
+    if _bind(session).dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(item_type)))
+    return column.in_(values)
+
+
 def _dnc_numbers(session: Session, numbers: Iterable[str]) -> set[str]:
     numbers = list(set(numbers))
     if not numbers:
         return set()
-    return set(session.scalars(sa.select(DncEntry.number).where(DncEntry.number.in_(numbers))))
+    return set(session.scalars(sa.select(DncEntry.number).where(_in(session, DncEntry.number, numbers, sa.String))))
 
 
 def _previous_attempts(session: Session, record_ids: Sequence[int]) -> dict[int, list[dict]]:
@@ -329,7 +343,7 @@ def _worker_queue(session: Session, worker: WorkerIdentity) -> Queue:
     return queue
 
 
-def _feed_pools(session: Session, queue: Queue) -> tuple[SelectionMode, list[QueueFeed] | None, list[int]]:
+def _feed_pools(session: Session, queue: "_QueueCtx") -> tuple[SelectionMode, list[QueueFeed] | None, list[int]]:
     """(mode, feeds or None for the default rule, pool ids in order)."""
     feeds = list(session.scalars(
         sa.select(QueueFeed).where(QueueFeed.queue_id == queue.id).order_by(QueueFeed.position, QueueFeed.id)
@@ -365,13 +379,16 @@ def _take_ids(session: Session, pool_id: int, n: int, skill: int, window: sa.Col
     return ids
 
 
-def refill(session: Session, queue: Queue, campaign: CampaignInfo, skill: int, amount: int,
-           window: sa.ColumnElement, now: dt.datetime, next_seq: int) -> int:
+def refill(session: Session, queue: "_QueueCtx", campaign: CampaignInfo, skill: int, amount: int,
+           window: sa.ColumnElement, now: dt.datetime) -> int:
     """Move up to ``amount`` records from the queue's pools into it, in rule order. Returns the count."""
     if amount <= 0:
         return 0
-    if session.get_bind().dialect.name == "postgresql":
+    if _bind(session).dialect.name == "postgresql":
         session.execute(sa.select(Queue.id).where(Queue.id == queue.id).with_for_update())
+    top = session.scalar(sa.select(sa.func.max(_REC.c.queue_seq)).where(
+        _REC.c.queue_id == queue.id, _REC.c.status == RecordStatus.QUEUED))
+    next_seq = (top or 0) + 1
     mode, feeds, pool_ids = _feed_pools(session, queue)
     states = (
         [selection.FeedState(f.pool_id, f.position, f.weight, f.served) for f in feeds]
@@ -437,11 +454,129 @@ def refill(session: Session, queue: Queue, campaign: CampaignInfo, skill: int, a
 # --- lease (D1, D9, D10, P2, P3, X1) ----------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class _QueueCtx:
+    id: int
+    campaign_id: int
+    selection_mode: SelectionMode
+    lead_minutes: float
+    min_size: int
+    max_size: int
+    batch_size: int
+    worker_id: Optional[int]
+
+
+_REC = CallRecord.__table__
+
+
+def _lease_context(session: Session, worker: WorkerIdentity):
+    """Campaign, the worker's queue, the agent's skill and the queue's fill, in one round trip."""
+    skill = (sa.select(Agent.skill_level).where(Agent.id == worker.agent_id).scalar_subquery()
+             if worker.agent_id is not None else sa.literal(0))
+    stmt = (
+        sa.select(
+            Campaign.id, Campaign.status, Campaign.window_start, Campaign.window_end, Campaign.timezone_policy,
+            Campaign.default_timezone, Queue.id.label("queue_id"), Queue.selection_mode, Queue.lead_minutes,
+            Queue.min_size, Queue.max_size, Queue.batch_size, skill.label("skill"),
+        )
+        .select_from(Campaign)
+        .outerjoin(Queue, sa.and_(Queue.worker_id == worker.id, Queue.campaign_id == Campaign.id))
+        .where(Campaign.id == worker.campaign_id)
+        .order_by(Queue.id)
+        .limit(1)
+    )
+    return session.execute(stmt).first()
+
+
+class _RateCache:
+    """Depletion rate per queue, re-measured every RATE_CACHE_S (it moves slowly)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._data: dict[tuple, tuple[float, float]] = {}
+
+    def get(self, session: Session, queue: _QueueCtx, now: dt.datetime) -> float:
+        key = (str(_bind(session).url), queue.id, queue.worker_id)
+        with self._lock:
+            hit = self._data.get(key)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        rate = depletion_rate(session, queue, now)
+        with self._lock:
+            if len(self._data) > 10_000:
+                self._data.clear()
+            self._data[key] = (time.monotonic() + RATE_CACHE_S, rate)
+        return rate
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+_rates = _RateCache()
+
+
+def _feed_pool_ids(queue_id: int, campaign_id: int) -> sa.Select:
+    """The queue's feed pools, or every campaign pool for a queue without feeds (SQL)."""
+    feeds = sa.select(QueueFeed.pool_id).where(QueueFeed.queue_id == queue_id)
+    default = sa.select(Pool.id).where(
+        Pool.campaign_id == campaign_id, ~sa.exists().where(QueueFeed.queue_id == queue_id)
+    )
+    return sa.union_all(feeds, default)
+
+
+class _ContextCache:
+    """Campaign settings, the worker's queue and its agent's skill, reused for
+    CONTEXT_CACHE_S per process: a pause or a changed window takes effect
+    within that time; feeds and records are always read live."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._data: dict[tuple, tuple[float, tuple]] = {}
+
+    def get(self, db: Database, worker: WorkerIdentity) -> tuple[CampaignInfo, "_QueueCtx", int]:
+        key = (id(db), worker.id, worker.campaign_id)
+        with self._lock:
+            hit = self._data.get(key)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        with write_session(db) as session:
+            ctx = _lease_context(session, worker)
+            if ctx is None:
+                raise NotFound(f"no campaign with id {worker.campaign_id}", field="campaign")
+            if ctx.queue_id is None:
+                _worker_queue(session, worker)
+                ctx = _lease_context(session, worker)
+        campaign = CampaignInfo(ctx.id, CampaignStatus(ctx.status), ctx.window_start, ctx.window_end,
+                                TimezonePolicy(ctx.timezone_policy) == TimezonePolicy.NUMBER, ctx.default_timezone)
+        queue = _QueueCtx(ctx.queue_id, campaign.id, SelectionMode(ctx.selection_mode), ctx.lead_minutes,
+                          ctx.min_size, ctx.max_size, ctx.batch_size, worker.id)
+        value = (campaign, queue, ctx.skill or 0)
+        with self._lock:
+            if len(self._data) > 10_000:
+                self._data.clear()
+            self._data[key] = (time.monotonic() + CONTEXT_CACHE_S, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+_contexts = _ContextCache()
+
+
 def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_seconds: int = 900,
           now: Optional[dt.datetime] = None) -> Lease:
     """Hand the worker up to ``max_records`` records it alone holds until
     ``lease_until`` (D1).  Empty when the campaign is not active or nothing is
-    callable now (calling window X1, retry times P7/P9)."""
+    callable now (calling window X1, retry times P7/P9).
+
+    Hot path on PostgreSQL: one autocommit ``UPDATE ... RETURNING`` that takes
+    due web leads and callbacks from the pools and the rest from the queue,
+    and returns with them the queue's fill and a DNC flag per record.  A
+    refill (P3) runs in its own short transaction when the queue runs low.
+    """
     if not isinstance(max_records, int) or isinstance(max_records, bool) or not 0 <= max_records <= MAX_LEASE:
         raise InvalidInput(f"max must be a whole number 0-{MAX_LEASE}", field="max")
     if worker.campaign_id is None:
@@ -449,47 +584,23 @@ def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_secon
     now = now or utcnow()
     _maybe_sweep(db, now)
     until = now + dt.timedelta(seconds=lease_seconds)
+    campaign, queue, skill = _contexts.get(db, worker)
+    if campaign.status != CampaignStatus.ACTIVE or max_records == 0:
+        return Lease([], lease_seconds)
+    rows, remaining = _take(db, campaign, queue, worker, skill, max_records, now, until)
+    floor = max(queue.min_size, min(max_records, queue.max_size))
+    if remaining < queue.max_size:
+        with write_session(db) as session:
+            rate = _rates.get(session, queue, now) if remaining < floor or remaining * 2 < queue.max_size else 0.0
+            target = max(selection.refill_target(rate, queue.lead_minutes, queue.min_size, queue.max_size), floor)
+            amount = selection.refill_amount(remaining, target, queue.batch_size)
+            window = window_clause(session, campaign, now) if amount else None
+            if window is not None:
+                refill(session, queue, campaign, skill, amount, window, now)
+        if amount and len(rows) < max_records:
+            more, _ = _take(db, campaign, queue, worker, skill, max_records - len(rows), now, until)
+            rows += more
     with write_session(db) as session:
-        campaign = _campaign(session, worker.campaign_id)
-        if campaign.status != CampaignStatus.ACTIVE or max_records == 0:
-            return Lease([], lease_seconds)
-        window = window_clause(session, campaign, now)
-        if window is None:
-            return Lease([], lease_seconds)
-        queue = _worker_queue(session, worker)
-        skill = 0
-        if worker.agent_id is not None:
-            skill = session.scalar(sa.select(Agent.skill_level).where(Agent.id == worker.agent_id)) or 0
-        _, _, pool_ids = _feed_pools(session, queue)
-        held = dict(held_by_worker_id=worker.id, held_until=until, queue_id=queue.id)
-        rows: list = []
-        # Web leads and due callbacks first, straight from the pools (D10, P9).
-        if pool_ids:
-            urgent = _picked(session, sa.select(CallRecord.id).where(
-                CallRecord.pool_id.in_(pool_ids), CallRecord.status == RecordStatus.READY,
-                CallRecord.priority < 0, CallRecord.difficulty <= skill, _eligible(now), window,
-            ).order_by(CallRecord.priority, CallRecord.id).limit(max_records), "urgent")
-            rows += record_status.bulk_set_status_returning(
-                session, RecordStatus.LEASED, where=[urgent],
-                from_statuses=[RecordStatus.READY], returning=_RECORD_COLS, **held)
-        want = max_records - len(rows)
-        if want > 0:
-            remaining, top = session.execute(
-                sa.select(sa.func.count(), sa.func.max(CallRecord.queue_seq))
-                .where(CallRecord.queue_id == queue.id, CallRecord.status == RecordStatus.QUEUED)
-            ).one()
-            rate = depletion_rate(session, queue, now)
-            target = max(selection.refill_target(rate, queue.lead_minutes, queue.min_size, queue.max_size),
-                         min(want, queue.max_size))
-            amount = selection.refill_amount(max(0, remaining - want), target, queue.batch_size)
-            if amount:
-                refill(session, queue, campaign, skill, amount, window, now, (top or 0) + 1)
-            take = _picked(session, sa.select(CallRecord.id).where(
-                CallRecord.queue_id == queue.id, CallRecord.status == RecordStatus.QUEUED, window,
-            ).order_by(CallRecord.priority, CallRecord.queue_seq, CallRecord.id).limit(want), "take")
-            rows += record_status.bulk_set_status_returning(
-                session, RecordStatus.LEASED, where=[take],
-                from_statuses=[RecordStatus.QUEUED], returning=_RECORD_COLS, **held)
         # X1 for zone values newer than the cached list: put such records back.
         memo: dict[Optional[str], bool] = {}
         late = [r.id for r in rows if not memo.setdefault(r.timezone, _callable(r.timezone, campaign, now))]
@@ -499,17 +610,81 @@ def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_secon
             rows = [r for r in rows if r.id not in set(late)]
             _zones.clear()
         # D9: DNC again at lease time; such records are closed, not handed out.
-        dnc = _dnc_numbers(session, (r.number for r in rows))
+        dnc = {r.id for r in rows if r.on_dnc}
         if dnc:
-            bad = [r.id for r in rows if r.number in dnc]
-            record_status.bulk_set_status(session, RecordStatus.DNC, where=[CallRecord.id.in_(bad)],
+            record_status.bulk_set_status(session, RecordStatus.DNC, where=[CallRecord.id.in_(list(dnc))],
                                           from_statuses=[RecordStatus.LEASED])
-            rows = [r for r in rows if r.number not in dnc]
-            logger.info("worker %s: %d records found on the DNC list at lease", worker.name, len(bad))
+            rows = [r for r in rows if r.id not in dnc]
+            logger.info("worker %s: %d records found on the DNC list at lease", worker.name, len(dnc))
         rows.sort(key=lambda r: (r.priority, r.queue_seq if r.queue_seq is not None else -1, r.id))
         previous = _previous_attempts(session, [r.id for r in rows if r.attempts > 0])
-        records = [_payload(r, campaign, until, previous.get(r.id, [])) for r in rows]
+    records = [_payload(r, campaign, until, previous.get(r.id, [])) for r in rows]
     return Lease(records, lease_seconds)
+
+
+def _take(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", worker: WorkerIdentity, skill: int, n: int,
+          now: dt.datetime, until: dt.datetime) -> tuple[list, int]:
+    """One autocommit UPDATE ... RETURNING: due web leads / callbacks (priority
+    < 0) straight from the queue's pools (D10, P9), then the queue's records in
+    rule order.  Returns (rows, records left in the queue afterwards)."""
+    with db.engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        pg = conn.dialect.name == "postgresql"
+        window = window_clause(conn, campaign, now)
+        if window is None:
+            return [], queue.max_size  # nothing callable now: no refill either
+        urgent = sa.select(_REC.c.id, _REC.c.priority, sa.literal(-1).label("seq")).where(
+            _REC.c.pool_id.in_(_feed_pool_ids(queue.id, queue.campaign_id)),
+            _REC.c.status == RecordStatus.READY, _REC.c.priority < 0, _REC.c.difficulty <= skill,
+            _eligible(now), window,
+        ).order_by(_REC.c.priority, _REC.c.id).limit(n)
+        queued = sa.select(_REC.c.id, _REC.c.priority, _REC.c.queue_seq.label("seq")).where(
+            _REC.c.queue_id == queue.id, _REC.c.status == RecordStatus.QUEUED, window,
+        ).order_by(_REC.c.priority, _REC.c.queue_seq, _REC.c.id).limit(n)
+        if pg:
+            urgent = urgent.with_for_update(skip_locked=True)
+            queued = queued.with_for_update(skip_locked=True)
+        u = urgent.cte("urgent").prefix_with("MATERIALIZED", dialect="postgresql")
+        q = queued.cte("queued").prefix_with("MATERIALIZED", dialect="postgresql")
+        both = sa.union_all(sa.select(u.c.id, u.c.priority, u.c.seq),
+                            sa.select(q.c.id, q.c.priority, q.c.seq)).subquery()
+        pick = sa.select(both.c.id).order_by(both.c.priority, both.c.seq, both.c.id).limit(n)
+        in_queue = sa.and_(_REC.c.queue_id == queue.id, _REC.c.status == RecordStatus.QUEUED)
+        extra: list = []
+        if pg:
+            # Folded into the same round trip: the queue's fill before this
+            # statement (one CTE, evaluated once) and a DNC flag per record (D9).
+            fill = sa.select(sa.func.count().label("n")).select_from(_REC).where(in_queue).cte("fill")
+            dnc_alias = DncEntry.__table__.alias("d")
+            extra = [sa.select(fill.c.n).scalar_subquery().label("fill"),
+                     sa.exists().where(dnc_alias.c.number == _REC.c.number).label("on_dnc")]
+        rows = record_status.bulk_set_status_returning(
+            conn, RecordStatus.LEASED, where=[CallRecord.id.in_(pick)],
+            from_statuses=[RecordStatus.READY, RecordStatus.QUEUED], returning=[*_RECORD_COLS, *extra],
+            held_by_worker_id=worker.id, held_until=until, queue_id=queue.id,
+        )
+        taken_from_queue = sum(1 for r in rows if r.queue_seq is not None)
+        if pg:
+            fill = rows[0].fill if rows else conn.scalar(sa.select(sa.func.count()).select_from(_REC).where(in_queue))
+            remaining = max(0, fill - taken_from_queue) if rows else fill
+            return rows, remaining
+        remaining = conn.scalar(sa.select(sa.func.count()).select_from(_REC).where(in_queue))
+        dnc = _dnc_numbers(conn, (r.number for r in rows))
+        return [_Row(r, r.number in dnc) for r in rows], remaining
+
+
+class _Row:
+    """A returned record row plus its DNC flag (SQLite path: flag looked up separately)."""
+
+    __slots__ = ("_row", "on_dnc")
+
+    def __init__(self, row, on_dnc: bool) -> None:
+        self._row = row
+        self.on_dnc = on_dnc
+
+    def __getattr__(self, name):
+        return getattr(self._row, name)
+
 
 
 # --- results (P6, P7, P9) -------------------------------------------------------------
@@ -589,19 +764,34 @@ def _callback_utc(value: str, zones: Optional[str], default_zone: str) -> dt.dat
 
 def _recycle_rules(session: Session, campaign_id: int) -> dict[str, RecycleSpec]:
     rules = dict(DEFAULT_RECYCLE)
-    for r in session.scalars(sa.select(RecycleRule).where(RecycleRule.campaign_id == campaign_id)):
+    for r in session.execute(sa.select(RecycleRule.result, RecycleRule.retry_minutes, RecycleRule.max_attempts)
+                             .where(RecycleRule.campaign_id == campaign_id)):
         rules[r.result] = RecycleSpec(r.retry_minutes, r.max_attempts)
     return rules
 
 
 def _insert_ignore(session: Session, rows: list[dict]) -> set[str]:
-    """INSERT attempts, skipping client_ids already stored; returns those inserted."""
+    """INSERT attempts, skipping client_ids already stored; returns those inserted.
+
+    One executemany (SQLAlchemy "insertmanyvalues": a few multi-row INSERTs
+    with RETURNING), compiled once and cached whatever the batch size.
+    """
     if not rows:
         return set()
-    dialect = session.get_bind().dialect.name
-    ins = postgresql.insert(CallAttempt) if dialect == "postgresql" else sqlite.insert(CallAttempt)
-    stmt = ins.values(rows).on_conflict_do_nothing(index_elements=["client_id"]).returning(CallAttempt.client_id)
-    return set(session.scalars(stmt))
+    table = CallAttempt.__table__
+    dialect = _bind(session).dialect.name
+    if dialect == "postgresql":
+        # One fixed-text statement over arrays: prepared once, no per-row SQL.
+        cols = list(rows[0])
+        types = {c: table.c[c].type.compile(dialect=_bind(session).dialect) for c in cols}
+        sql = (f"INSERT INTO call_attempt ({', '.join(cols)}) SELECT * FROM unnest("
+               + ", ".join(f"CAST(:a_{c} AS {types[c]}[])" for c in cols)
+               + ") ON CONFLICT (client_id) DO NOTHING RETURNING client_id")
+        return set(session.execute(sa.text(sql), {f"a_{c}": [r[c] for r in rows] for c in cols}).scalars())
+    ins = sqlite.insert(table)
+    stmt = ins.on_conflict_do_nothing(index_elements=["client_id"]).returning(table.c.client_id)
+    conn = session if isinstance(session, sa.Connection) else session.connection()
+    return set(conn.execute(stmt, rows).scalars())
 
 
 def record_results(db: Database, worker: WorkerIdentity, results: Sequence[ResultIn],
@@ -610,49 +800,44 @@ def record_results(db: Database, worker: WorkerIdentity, results: Sequence[Resul
 
     A replayed ``client_id`` (lost reply, contingency flush, P10) is reported in
     ``duplicates`` and changes nothing.  A record held by another worker, or in
-    another campaign, makes the whole upload :class:`Forbidden` (nothing stored).
-    A result for a record whose lease already expired is still stored: the call
-    happened.
+    another campaign, makes the whole upload :class:`Forbidden` (the transaction
+    rolls back: nothing stored).  A result for a record whose lease already
+    expired is still stored: the call happened.
+
+    Three statements: lock the records, ``INSERT ... ON CONFLICT (client_id) DO
+    NOTHING RETURNING`` (what comes back is what is new, even when two replays
+    race on two controllers), one executemany UPDATE of the records.
     """
     now = now or utcnow()
     if not results:
         return ResultsOutcome([], [])
-    with write_session(db) as session:
-        ids = [r.client_id for r in results]
-        known = set(session.scalars(sa.select(CallAttempt.client_id).where(CallAttempt.client_id.in_(ids))))
+    with write_connection(db) as session:
         fresh: list[ResultIn] = []
         seen: set[str] = set()
         for r in results:
-            if r.client_id in known or r.client_id in seen:
-                continue
-            seen.add(r.client_id)
-            fresh.append(r)
-        record_ids = sorted({r.record_id for r in fresh})
-        records = {}
-        if record_ids:
-            stmt = sa.select(
-                CallRecord.id, CallRecord.status, CallRecord.held_by_worker_id, CallRecord.campaign_id,
-                CallRecord.attempts, CallRecord.number, CallRecord.timezone, CallRecord.priority,
-                CallRecord.is_callback,
-            ).where(CallRecord.id.in_(record_ids)).order_by(CallRecord.id)
-            if session.get_bind().dialect.name == "postgresql":
-                stmt = stmt.with_for_update()
-            records = {row.id: row for row in session.execute(stmt)}
-        for i, r in enumerate(results):
             if r.client_id not in seen:
-                continue
-            rec = records.get(r.record_id)
-            if rec is None:
-                raise NotFound(f"no record with id {r.record_id}", field=f"results[{i}].record_id")
-            if rec.campaign_id != worker.campaign_id or (
-                rec.held_by_worker_id is not None and rec.held_by_worker_id != worker.id
-            ):
-                raise Forbidden(f"record {r.record_id} is not held by this worker", field=f"results[{i}].record_id")
-        agent_id = worker.agent_id
+                seen.add(r.client_id)
+                fresh.append(r)
+        record_ids = sorted({r.record_id for r in fresh})
+        stmt = sa.select(
+            _REC.c.id, _REC.c.status, _REC.c.held_by_worker_id, _REC.c.campaign_id, _REC.c.attempts,
+            _REC.c.number, _REC.c.timezone, _REC.c.priority, _REC.c.is_callback,
+        ).where(_in(session, _REC.c.id, record_ids, sa.Integer)).order_by(_REC.c.id)
+        if _bind(session).dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        records = {row.id: row for row in session.execute(stmt)}
+        missing = [r for r in fresh if r.record_id not in records]
+        if missing:
+            known = set(session.scalars(sa.select(CallAttempt.client_id).where(
+                CallAttempt.client_id.in_([r.client_id for r in missing]))))
+            for i, r in enumerate(results):
+                if r.record_id not in records and r.client_id not in known:
+                    raise NotFound(f"no record with id {r.record_id}", field=f"results[{i}].record_id")
+            fresh = [r for r in fresh if r.record_id in records]
         inserted = _insert_ignore(session, [
             {
                 "client_id": r.client_id, "record_id": r.record_id, "campaign_id": worker.campaign_id,
-                "worker_id": worker.id, "agent_id": agent_id, "call_uuid": r.call_uuid,
+                "worker_id": worker.id, "agent_id": worker.agent_id, "call_uuid": r.call_uuid,
                 "number": records[r.record_id].number, "started_at": r.started_at or now,
                 "answered_at": r.answered_at, "connected_at": r.connected_at, "ended_at": r.ended_at,
                 "result": r.result.value, "hangup_cause": r.hangup_cause, "disposition": r.disposition,
@@ -660,23 +845,58 @@ def record_results(db: Database, worker: WorkerIdentity, results: Sequence[Resul
             }
             for r in fresh
         ])
-        campaign = _campaign(session, worker.campaign_id) if inserted else None
-        rules = _recycle_rules(session, worker.campaign_id) if inserted else {}
-        state = {rid: dict(status=RecordStatus(row.status), attempts=row.attempts, priority=row.priority,
-                           is_callback=row.is_callback, timezone=row.timezone)
-                 for rid, row in records.items()}
-        changed: dict[int, dict] = {}
-        for r in sorted((r for r in fresh if r.client_id in inserted), key=lambda r: r.started_at or now):
-            changed[r.record_id] = _apply(state[r.record_id], r, rules, campaign, now)
-        rows = []
-        for rid, new in changed.items():
-            old_status = RecordStatus(records[rid].status)
-            rows.append({"id": rid, "from_status": old_status, **new})
-        record_status.bulk_set_status_rows(session, rows)
-    accepted = [r.client_id for r in results if r.client_id in inserted]
-    acc = set(accepted)
-    duplicates = list(dict.fromkeys(r.client_id for r in results if r.client_id not in acc))
-    return ResultsOutcome(list(dict.fromkeys(accepted)), duplicates)
+        new = [r for r in fresh if r.client_id in inserted]
+        for i, r in enumerate(results):
+            if r.client_id not in inserted:
+                continue
+            rec = records[r.record_id]
+            if rec.campaign_id != worker.campaign_id or (
+                rec.held_by_worker_id is not None and rec.held_by_worker_id != worker.id
+            ):
+                # raising rolls the whole upload back, the INSERT included
+                raise Forbidden(f"record {r.record_id} is not held by this worker", field=f"results[{i}].record_id")
+        if new:
+            campaign = _campaign(session, worker.campaign_id) if any(r.callback_at for r in new) else None
+            rules = _rules.get(session, worker.campaign_id)
+            state = {rid: dict(status=RecordStatus(row.status), attempts=row.attempts, priority=row.priority,
+                               is_callback=row.is_callback, timezone=row.timezone)
+                     for rid, row in records.items()}
+            changed: dict[int, dict] = {}
+            for r in sorted(new, key=lambda r: r.started_at or now):
+                changed[r.record_id] = _apply(state[r.record_id], r, rules, campaign, now)
+            record_status.bulk_set_status_rows(session, [
+                {"id": rid, "from_status": RecordStatus(records[rid].status), **values}
+                for rid, values in changed.items()
+            ])
+    accepted = list(dict.fromkeys(r.client_id for r in results if r.client_id in inserted))
+    duplicates = list(dict.fromkeys(r.client_id for r in results if r.client_id not in inserted))
+    return ResultsOutcome(accepted, duplicates)
+
+
+class _RulesCache:
+    """Recycle rules per campaign, re-read every RULES_CACHE_S (they change rarely)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._data: dict[tuple, tuple[float, dict[str, RecycleSpec]]] = {}
+
+    def get(self, session: Session, campaign_id: int) -> dict[str, RecycleSpec]:
+        key = (str(_bind(session).url), campaign_id)
+        with self._lock:
+            hit = self._data.get(key)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        rules = _recycle_rules(session, campaign_id)
+        with self._lock:
+            self._data[key] = (time.monotonic() + RULES_CACHE_S, rules)
+        return rules
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+_rules = _RulesCache()
 
 
 def _apply(state: dict, r: ResultIn, rules: Mapping[str, RecycleSpec], campaign: CampaignInfo,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from ..db import Database
@@ -26,5 +27,20 @@ def write_session(db: Database) -> Iterator[Session]:
         yield session
 
 
-def is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+@contextlib.contextmanager
+def write_connection(db: Database) -> Iterator[Connection]:
+    """Like :func:`write_session` on a bare Core connection (no ORM unit of work:
+    the hot paths execute a few Core statements and need nothing more)."""
+    with db.engine.begin() as conn:
+        if db.dialect == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        yield conn
+
+
+def bind(executor: Session | Connection) -> Engine:
+    """The engine behind a Session or a Connection (for dialect checks, cache keys)."""
+    return executor.engine if isinstance(executor, Connection) else executor.get_bind()
+
+
+def is_postgres(executor: Session | Connection) -> bool:
+    return bind(executor).dialect.name == "postgresql"

@@ -1,0 +1,425 @@
+"""Lease benchmark: 200 simulated workers against real controller processes on PostgreSQL.
+
+Each simulated worker loops: ``POST /worker/lease {"max": 20}`` then
+``POST /worker/results`` with one result per leased record (70 % answered,
+30 % no answer -> recycled an hour later, so never handed out again during the
+run).  Phase 1 runs one ``dialer controller`` process, phase 2 two of them on
+the same database with the workers split between them.
+
+The load generator is a separate process of gevent greenlets with a minimal
+keep-alive HTTP/1.1 client (raw sockets: a full HTTP library would cost more
+CPU than the server on this 2-core machine).  Figures: records leased and
+reported per second, lease and results latency percentiles, CPU seconds used
+by the controllers, PostgreSQL and the load generator, and a check (client
+side and in the database) that no record was handed out twice.
+
+Usage: .venv/bin/python bench/lease.py [--seconds 15] [--workers 200] [--batch 20]
+Database: $DIALER_BENCH_DATABASE_URL or postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+(a scratch database dialer_bench_<random> is created there and dropped).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results" / "lease.json"
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+TARGET_RPS = 5000
+TARGET_P99_MS = 50.0
+
+
+# --- set-up (this process, plain SQLAlchemy) ---------------------------------------
+
+
+def make_database(base_url: str) -> str:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    sys.path.insert(0, str(ROOT))
+    from controller.db import upgrade
+
+    url = make_url(base_url)
+    name = f"dialer_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    bench_url = url.set(database=name).render_as_string(hide_password=False)
+    upgrade(bench_url)
+    return bench_url
+
+
+def drop_database(base_url: str, bench_url: str) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    name = make_url(bench_url).database
+    admin = sa.create_engine(make_url(base_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+def populate(url: str, n_records: int, n_workers: int) -> list[str]:
+    """Campaign, two pools of records, workers with queues (half 70/30 percentage). Returns tokens."""
+    import sqlalchemy as sa
+
+    from controller.db import Database
+    from controller.models import Campaign
+    from controller.services import queues, workers
+    from esl_dialer.messages import CampaignStatus, TimezonePolicy
+
+    db = Database(url)
+    with db.session() as s:
+        c = Campaign(name="bench", status=CampaignStatus.ACTIVE, window_start="00:00", window_end="23:59",
+                     timezone_policy=TimezonePolicy.NUMBER, default_timezone="America/New_York")
+        s.add(c)
+        s.flush()
+        cid = c.id
+    pa = queues.create_pool(db, cid, "A").id
+    pb = queues.create_pool(db, cid, "B").id
+    half = n_records // 2
+    with db.engine.begin() as conn:
+        for pool, offset, count in ((pa, 0, half), (pb, half, n_records - half)):
+            conn.execute(sa.text(
+                "INSERT INTO call_record (campaign_id, pool_id, number, name, timezone, status, priority,"
+                " difficulty, attempts, is_callback, created_at, updated_at)"
+                " SELECT :c, :p, '+1212' || lpad((g + :o)::text, 7, '0'), 'Party ' || g,"
+                " CASE WHEN g % 3 = 0 THEN 'America/Chicago' ELSE 'America/New_York' END,"
+                " 'ready', 0, 0, 0, false, now(), now() FROM generate_series(1, :n) g"
+            ), {"c": cid, "p": pool, "o": offset, "n": count})
+        conn.execute(sa.text("ANALYZE call_record"))
+    tokens = []
+    for i in range(n_workers):
+        w = workers.add_worker(db, f"bw{i:03d}", agent=f"{1000 + i}", campaign_id=cid)
+        if i % 2 == 0:
+            queues.set_feeds(db, w.queue_id, [(pa, 0, 70), (pb, 0, 30)], selection_mode="percentage")
+        tokens.append(w.token)
+    db.dispose()
+    return tokens
+
+
+def db_checks(url: str) -> dict:
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(url)
+    with eng.connect() as conn:
+        attempts = conn.execute(sa.text("SELECT count(*) FROM call_attempt")).scalar()
+        twice = conn.execute(sa.text(
+            "SELECT count(*) FROM (SELECT record_id FROM call_attempt GROUP BY record_id HAVING count(*) > 1) x"
+        )).scalar()
+        by_status = dict(conn.execute(sa.text("SELECT status, count(*) FROM call_record GROUP BY status")).all())
+    eng.dispose()
+    return {"attempts_stored": attempts, "records_with_two_attempts": twice, "records_by_status": by_status}
+
+
+# --- processes --------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_controller(url: str, port: int) -> subprocess.Popen:
+    env = {**os.environ, "DIALER_DATABASE_URL": url}
+    cmd = [str(ROOT / ".venv" / "bin" / "dialer"), "controller", "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if b"200" in s.recv(100):
+                    return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"controller on port {port} did not start: {proc.stderr.read()[-2000:]!r}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu() -> float:
+    """CPU seconds of every postgres process on this machine (the server is local)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() not in ("postgres", "postmaster"):
+                    continue
+            with open(f"/proc/{entry}/stat") as f:
+                parts = f.read().rsplit(")", 1)[1].split()
+            total += (int(parts[11]) + int(parts[12]) + int(parts[13]) + int(parts[14])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+# --- load generator (child process, gevent) ---------------------------------------------
+
+
+LOADGEN = r'''
+import json, sys, time, random
+from gevent import monkey; monkey.patch_all()
+import gevent, gevent.pool, socket
+
+cfg = json.loads(sys.argv[1])
+
+class Conn:
+    def __init__(self, port):
+        self.port = port
+        self.sock = None
+        self.buf = b""
+    def request(self, path, body, token):
+        data = json.dumps(body).encode()
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode()
+        for attempt in (1, 2):
+            try:
+                if self.sock is None:
+                    self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+                    self.buf = b""
+                self.sock.sendall(head + data)
+                return self._read()
+            except (OSError, ConnectionError):
+                self.sock = None
+                if attempt == 2:
+                    raise
+    def _read(self):
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = 0
+        close = False
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            k = k.strip().lower()
+            if k == b"content-length":
+                length = int(v)
+            elif k == b"connection" and v.strip().lower() == b"close":
+                close = True
+        while len(self.buf) < length:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        body, self.buf = self.buf[:length], self.buf[length:]
+        if close:
+            self.sock.close(); self.sock = None
+        return status, json.loads(body) if body else None
+
+lease_lat, result_lat = [], []
+leased_ids = []
+errors = []
+counts = {"leased": 0, "reported": 0, "empty": 0}
+deadline = time.monotonic() + cfg["warmup"] + cfg["seconds"]
+measure_from = time.monotonic() + cfg["warmup"]
+
+def worker(i, token, port):
+    conn = Conn(port)
+    rnd = random.Random(i)
+    n = 0
+    while time.monotonic() < deadline:
+        t0 = time.monotonic()
+        try:
+            st, body = conn.request("/api/v1/worker/lease", {"max": cfg["batch"]}, token)
+        except Exception as e:
+            errors.append(f"lease {type(e).__name__}: {e}"); gevent.sleep(0.1); continue
+        t1 = time.monotonic()
+        if st != 200:
+            errors.append(f"lease {st} {body}"); gevent.sleep(0.1); continue
+        recs = body["records"]
+        measuring = t0 >= measure_from
+        if measuring:
+            lease_lat.append(t1 - t0)
+        if not recs:
+            counts["empty"] += 1
+            gevent.sleep(0.05)
+            continue
+        ids = [r["id"] for r in recs]
+        leased_ids.extend(ids)
+        results = [{"client_id": f"{cfg['tag']}-{i}-{n}-{k}", "record_id": rid,
+                    "result": "answered" if rnd.random() < 0.7 else "no_answer",
+                    "call_uuid": f"{i}-{n}-{k}", "agent": str(1000 + i),
+                    "started_at": "2026-11-23T12:00:00Z", "ended_at": "2026-11-23T12:00:40Z",
+                    "disposition": "bench", "abandoned": False} for k, rid in enumerate(ids)]
+        n += 1
+        t2 = time.monotonic()
+        try:
+            st, body = conn.request("/api/v1/worker/results", {"results": results}, token)
+        except Exception as e:
+            errors.append(f"results {type(e).__name__}: {e}"); continue
+        t3 = time.monotonic()
+        if st != 200 or len(body["accepted"]) != len(ids):
+            errors.append(f"results {st} {str(body)[:200]}"); continue
+        if measuring:
+            result_lat.append(t3 - t2)
+            counts["leased"] += len(ids)
+            counts["reported"] += len(ids)
+        if cfg["think"]:
+            gevent.sleep(cfg["think"] * rnd.uniform(0.5, 1.5))
+
+pool = gevent.pool.Group()
+for i, (token, port) in enumerate(zip(cfg["tokens"], cfg["ports"])):
+    pool.spawn(worker, cfg["offset"] + i, token, port)
+pool.join(timeout=cfg["warmup"] + cfg["seconds"] + 60)
+pool.kill(timeout=5)
+print(json.dumps({"lease_lat": lease_lat, "result_lat": result_lat, "leased_ids": leased_ids,
+                  "errors": errors[:20], "n_errors": len(errors), "counts": counts}))
+'''
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def run_phase(name: str, url: str, tokens: list[str], n_controllers: int, args) -> dict:
+    ports = [free_port() for _ in range(n_controllers)]
+    procs = [start_controller(url, p) for p in ports]
+    assignment = [ports[i % n_controllers] for i in range(len(tokens))]
+    # n_loadgen processes, each driving a slice of the workers
+    slices = [list(range(k, len(tokens), args.loadgens)) for k in range(args.loadgens)]
+    cpu0 = {p.pid: cpu_seconds(p.pid) for p in procs}
+    pg0 = postgres_cpu()
+    wall0 = time.monotonic()
+    gens = []
+    for k, idx in enumerate(slices):
+        cfg = {"tokens": [tokens[i] for i in idx], "ports": [assignment[i] for i in idx], "batch": args.batch,
+               "seconds": args.seconds, "warmup": args.warmup, "think": args.think, "offset": k * 100000,
+               "tag": f"{n_controllers}c{uuid.uuid4().hex[:6]}"}
+        gens.append(subprocess.Popen([sys.executable, "-c", LOADGEN, json.dumps(cfg)], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = []
+    gen_cpu = 0.0
+    for g in gens:
+        out, err = g.communicate(timeout=args.seconds + args.warmup + 120)
+        if g.returncode != 0:
+            raise RuntimeError(f"load generator failed: {err[-2000:]}")
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    wall = time.monotonic() - wall0
+    ctrl_cpu = sum(cpu_seconds(p.pid) - cpu0[p.pid] for p in procs)
+    pg_cpu = postgres_cpu() - pg0
+    for p in procs:
+        stop(p)
+    lease_lat = [x for o in outs for x in o["lease_lat"]]
+    result_lat = [x for o in outs for x in o["result_lat"]]
+    ids = [x for o in outs for x in o["leased_ids"]]
+    leased = sum(o["counts"]["leased"] for o in outs)
+    reported = sum(o["counts"]["reported"] for o in outs)
+    duplicates = len(ids) - len(set(ids))
+    phase = {
+        "controllers": n_controllers,
+        "workers": len(tokens),
+        "batch": args.batch,
+        "measured_seconds": args.seconds,
+        "records_leased_per_s": round(leased / args.seconds, 1),
+        "records_reported_per_s": round(reported / args.seconds, 1),
+        "lease_requests_per_s": round(len(lease_lat) / args.seconds, 1),
+        "results_requests_per_s": round(len(result_lat) / args.seconds, 1),
+        "lease_latency_ms": {"p50": round(percentile(lease_lat, 50) * 1000, 2),
+                             "p90": round(percentile(lease_lat, 90) * 1000, 2),
+                             "p99": round(percentile(lease_lat, 99) * 1000, 2)},
+        "results_latency_ms": {"p50": round(percentile(result_lat, 50) * 1000, 2),
+                               "p99": round(percentile(result_lat, 99) * 1000, 2)},
+        "records_handed_out_total": len(ids),
+        "records_handed_out_twice": duplicates,
+        "errors": sum(o["n_errors"] for o in outs),
+        "error_samples": [e for o in outs for e in o["errors"]][:5],
+        "empty_leases": sum(o["counts"]["empty"] for o in outs),
+        "cpu_seconds": {"controllers": round(ctrl_cpu, 1), "postgres": round(pg_cpu, 1),
+                        "wall": round(wall, 1)},
+    }
+    print(f"{name}: {phase['records_leased_per_s']} leased/s, {phase['records_reported_per_s']} reported/s, "
+          f"lease p50 {phase['lease_latency_ms']['p50']} ms p99 {phase['lease_latency_ms']['p99']} ms, "
+          f"dup {duplicates}, errors {phase['errors']}, cpu {phase['cpu_seconds']}", flush=True)
+    return phase, set(ids)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=15.0, help="measured seconds per phase")
+    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--workers", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=20)
+    ap.add_argument("--think", type=float, default=0.0, help="mean pause (s) after each cycle (0 = flat out)")
+    ap.add_argument("--loadgens", type=int, default=1, help="load generator processes")
+    ap.add_argument("--records", type=int, default=0, help="records to load (default: enough for both phases)")
+    ap.add_argument("--output", default=str(RESULTS))
+    args = ap.parse_args()
+    base = os.environ.get("DIALER_BENCH_DATABASE_URL", DEFAULT_PG)
+    n_records = args.records or int(2 * (args.seconds + args.warmup + 5) * 12000)
+    t0 = time.monotonic()
+    url = make_database(base)
+    try:
+        tokens = populate(url, n_records, args.workers)
+        setup_s = time.monotonic() - t0
+        print(f"set-up: {n_records} records, {args.workers} workers in {setup_s:.1f} s", flush=True)
+        one, ids1 = run_phase("one controller", url, tokens, 1, args)
+        two, ids2 = run_phase("two controllers", url, tokens, 2, args)
+        checks = db_checks(url)
+    finally:
+        drop_database(base, url)
+    result = {
+        "benchmark": "lease",
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "setup": {"records": n_records, "workers": args.workers, "batch": args.batch, "think_s": args.think,
+                  "load_generators": args.loadgens, "server": "dialer controller (gevent WSGIServer), 1 process each",
+                  "database": "PostgreSQL on the same machine"},
+        "target": {"records_per_s": TARGET_RPS, "lease_p99_ms": TARGET_P99_MS},
+        "one_controller": one,
+        "two_controllers": two,
+        "handed_out_in_both_phases": len(ids1 & ids2),
+        "database_checks": checks,
+        "verdict": {
+            "throughput_met": min(one["records_reported_per_s"], two["records_reported_per_s"]) >= TARGET_RPS,
+            "p99_met": max(one["lease_latency_ms"]["p99"], two["lease_latency_ms"]["p99"]) <= TARGET_P99_MS,
+            "no_record_twice": one["records_handed_out_twice"] == 0 and two["records_handed_out_twice"] == 0
+            and not ids1 & ids2 and checks["records_with_two_attempts"] == 0,
+            "second_controller_speedup": round(two["records_reported_per_s"] / max(1.0, one["records_reported_per_s"]), 2),
+        },
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["verdict"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Serving the controller: gevent's WSGI server plus its housekeeping greenlet.
+
+``dialer controller`` runs :func:`serve` in one process.  Production on
+PostgreSQL: run several processes (or hosts) against one database, e.g. with
+gunicorn's gevent workers (see docs/readme/40-control-plane.md)::
+
+    gunicorn -k gevent -w 4 --worker-connections 1000 -b 0.0.0.0:5000 'controller.serve:make_app()'
+
+The process must be monkey-patched *before* psycopg is imported (psycopg picks
+its gevent-friendly wait function at import time); ``dialer controller`` and
+gunicorn's gevent worker both do that.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Optional
+
+import gevent
+import gevent.event
+import gevent.pool
+from flask import Flask
+
+from . import create_app
+from .config import Config
+
+logger = logging.getLogger(__name__)
+
+#: seconds between housekeeping rounds (lease expiry, event outbox cleanup)
+HOUSEKEEPING_INTERVAL_S = 5.0
+
+
+def make_app(config: Optional[dict] = None) -> Flask:
+    """WSGI factory for gunicorn: ``'controller.serve:make_app()'``."""
+    return create_app(config or Config())
+
+
+def housekeeping(app: Flask, stop: gevent.event.Event, interval: float = HOUSEKEEPING_INTERVAL_S) -> None:
+    """Expire leases and trim the event outbox until ``stop`` is set; survives DB errors."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .services import distribution, events
+
+    db = app.extensions["dialer_db"]
+    rounds = 0
+    while not stop.wait(timeout=interval):
+        try:
+            distribution.expire_leases(db)
+            rounds += 1
+            if rounds % 120 == 0:
+                events.cleanup(db)
+        except SQLAlchemyError:
+            logger.exception("housekeeping failed; retrying in %.0f s", interval * 2)
+            stop.wait(timeout=interval)
+
+
+def serve(app: Flask, host: str = "127.0.0.1", port: int = 5000, *, access_log: bool = False,
+          ready: Optional[gevent.event.Event] = None, stop: Optional[gevent.event.Event] = None) -> None:
+    """Serve until SIGINT/SIGTERM (or ``stop`` is set); then stop and join everything."""
+    from gevent.pywsgi import WSGIServer
+
+    stop = stop or gevent.event.Event()
+    server = WSGIServer((host, port), app, log=logging.getLogger("controller.access") if access_log else None,
+                        error_log=logging.getLogger("controller.wsgi"))
+    server.start()
+    group = gevent.pool.Group()
+    keeper = group.spawn(housekeeping, app, stop)
+    keeper.link_exception(lambda g: logger.error("housekeeping died: %s", g.exception))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(sig, stop.set)
+    logger.info("controller listening on http://%s:%s/", host, server.server_port)
+    if ready is not None:
+        ready.set()
+    try:
+        while not stop.wait(timeout=3600):
+            pass
+    finally:
+        server.stop(timeout=5)
+        group.kill(timeout=5)
+        app.extensions["dialer_db"].dispose()
+        logger.info("controller stopped")
