@@ -25,7 +25,7 @@ from urllib.parse import unquote
 #: a ``show channels as json`` with thousands of calls a few MB.
 MAX_BODY_BYTES = 64 * 1024 * 1024
 #: Largest outer header block accepted before an empty line arrives.
-MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 256 * 1024  # as esl_dialer.esl.codec
 
 CT_EVENT_PLAIN = "text/event-plain"
 CT_EVENT_JSON = "text/event-json"
