@@ -94,7 +94,11 @@ def main() -> int:
     ap.add_argument("--no-d6", action="store_true", help="let every worker dial for ours (no D6 constraint)")
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--output", default=str(HERE / "results" / "pacing.json"))
+    ap.add_argument("--table", metavar="JSON", help="only print the Markdown table of an existing results file")
     args = ap.parse_args()
+    if args.table:
+        print(format_table(json.loads(Path(args.table).read_text())["results"]))
+        return 0
     overrides = tuple((k, float(v)) for k, v in (s.split("=", 1) for s in args.set))
     methods = [m for m in args.only.split(",") if m] or ["progressive", "power", "vicidial", "predictive"]
     scenarios = list(args.scenarios)

@@ -9,7 +9,10 @@ the mean number of agents, clamped to [1.0, 3.0]; then L is halved while the
 day's drops/answered exceed the target (drop counts refreshed once a minute),
 and halved again if more than half of the last minute's answered calls were
 dropped.  L starts at 1.0.  Halving happens after the clamp, so L may sit
-below 1.0 until the next update.
+below 1.0 until the next update -- this matches the source (AST_VDadapt.pl:
+cap and floor of 1 first, then the drop rules halve).  As in the source the
+day rule only applies after more than 50 calls today and the one-minute rule
+after more than 20 calls in the last minute.
 
 Pure like ``esl_dialer.pacing``: the clock is injected, timers are evaluated
 lazily whenever ``lines_to_place`` is called (call it at least every 0.5 s).
@@ -48,6 +51,13 @@ class VicidialAdaptAverage(Pacer):
         self._next_drops = 0.0
         self._day_drop_rate = 0.0
         self._last_minute: Deque[Tuple[float, bool]] = collections.deque()
+        self._placed_minute: Deque[float] = collections.deque()
+
+    def call_placed(self, n: int = 1) -> None:
+        super().call_placed(n)
+        now = self.clock()
+        for _ in range(n):
+            self._placed_minute.append(now)
 
     def call_answered(self, ring_s: float) -> None:
         super().call_answered(ring_s)
@@ -83,12 +93,14 @@ class VicidialAdaptAverage(Pacer):
             mean_agents = sum(s[1] for s in self._samples) / len(self._samples)
             diff = mean_diff / mean_agents if mean_agents > 0 else 0.0
             self.level = min(L_MAX, max(L_MIN, self.level * (1.0 + diff)))
-        if self._day_drop_rate > self.config.abandon_target:
-            self.level /= 2.0
         limit = now - 60.0
         while self._last_minute and self._last_minute[0][0] < limit:
             self._last_minute.popleft()
+        while self._placed_minute and self._placed_minute[0] < limit:
+            self._placed_minute.popleft()
         answered = sum(1 for _, dropped in self._last_minute if not dropped)
-        dropped = sum(1 for _, d in self._last_minute if d)
-        if answered and dropped > answered / 2.0:
+        dropped = len(self._last_minute) - answered
+        if len(self._placed_minute) > 20 and answered and dropped > answered / 2.0:
+            self.level /= 2.0
+        if self.placed > 50 and self._day_drop_rate > self.config.abandon_target:
             self.level /= 2.0

@@ -212,12 +212,23 @@ def test_vicidial_adapt_average_raises_level_when_agents_wait_and_halves_on_drop
         t += 0.5
     assert v.level == 2.0  # every sample: 4 ready of 4 agents -> diff 1 -> L x 2
     clock.now = 15.5
+    v.call_placed(60)
     for _ in range(10):
         v.call_answered(5.0)
     for _ in range(6):
         v.call_abandoned(2.0)
-    while t <= 75.0:  # the drop rate is refreshed at 60 s, the next update after it halves
+    busy = lambda t: team(t, [(TALKING, 1)] * 4, ringing=[t] * 8)  # noqa: E731 - no ready agent: diff 0
+    while t <= 30.0:
         clock.now = t
-        v.lines_to_place(team(t, [(TALKING, 1)] * 4, ringing=[t] * 8))
+        v.lines_to_place(busy(t))
         t += 0.5
-    assert v.level < 1.0
+    # update at 30 s: L stays 2.0, then 6 of 10 answers dropped within the last minute
+    # (and > 20 calls in it) halve it; the day's rate is not refreshed until 60 s
+    assert v.level == 1.0
+    while t <= 60.0:
+        clock.now = t
+        v.lines_to_place(busy(t))
+        t += 0.5
+    # 45 s: floor 1.0, minute rule -> 0.5; 60 s: floor 1.0, minute rule -> 0.5, day rule -> 0.25
+    assert v.level == 0.25
+    assert v.lines_to_place(busy(60.0)) == 0  # not a 2.5-s placement instant
