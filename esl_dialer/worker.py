@@ -159,6 +159,7 @@ class AgentWorker:
         self.group = gevent.pool.Group()
         self.inbox: gevent.queue.Queue = gevent.queue.Queue()
         self.stopping = gevent.event.Event()
+        self.draining = gevent.event.Event()  # stop: no new calls, let the live ones end
         self.kick_dial = gevent.event.Event()
         self.kick_flush = gevent.event.Event()
         self.kick_report = gevent.event.Event()
@@ -190,8 +191,17 @@ class AgentWorker:
             self._spawn(fn, name=fn.__name__.strip("_"))
         return self
 
-    def stop(self, timeout: float = 5.0, *, release: bool = True, hangup_agent: bool = True) -> None:
-        """Stop dialing, hand back unused records, flush results, end the greenlets."""
+    def stop(self, timeout: float = 5.0, *, release: bool = True, hangup_agent: bool = True,
+             drain_s: float = 10.0) -> None:
+        """Stop dialing, let live calls end (hang them up after ``drain_s``), hand back
+        unused records, flush results, end the greenlets.
+
+        Draining keeps every attempt's result: a call cut by a plain kill would
+        only be recovered as ``WORKER_RESTART`` at the next start.
+        """
+        self.draining.set()
+        self._drain(drain_s)
+        self._release_pending()
         self.stopping.set()
         for ev in (self.kick_dial, self.kick_flush, self.kick_report):
             ev.set()
@@ -219,6 +229,30 @@ class AgentWorker:
             pass
         self.group.kill(timeout=timeout)
         self.store.close()
+
+    def _live(self) -> bool:
+        return bool(self.core.calls) or self.core.talking_to is not None
+
+    def _drain(self, drain_s: float) -> None:
+        deadline = time.monotonic() + drain_s
+        while self._live() and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+        if not self._live() or not self.switch.connected:
+            return
+        uuids = list(self.core.calls) + ([self.core.talking_to] if self.core.talking_to else [])
+        logger.info("worker %s: hanging up %d live call(s) to stop", self.s.agent, len(uuids))
+        for uuid in uuids:
+            try:
+                self.switch.kill(uuid, "MANAGER_REQUEST")
+            except sw.SwitchError as exc:
+                logger.info("worker %s: kill %s on stop: %s", self.s.agent, uuid, exc)
+        deadline = time.monotonic() + 3.0
+        while self._live() and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+
+    def _release_pending(self) -> None:
+        """A result waiting for its disposition is stored as it is (stopping)."""
+        self._do(self.core.release_pending())
 
     # -- actions -----------------------------------------------------------------------
 
@@ -461,7 +495,7 @@ class AgentWorker:
                 return
             now = self.clock()
             self._do(self.core.tick(now))
-            if not (self.campaign_active and self.switch.connected and self.core.may_dial()):
+            if self.draining.is_set() or not (self.campaign_active and self.switch.connected and self.core.may_dial()):
                 continue
             n = self.pacer.lines_to_place(self._team(now))
             if n <= 0:
@@ -518,7 +552,7 @@ class AgentWorker:
 
     def _place(self, rec: dict) -> None:
         # D6: re-check right before the originate (the dial-check yielded to other greenlets)
-        if not (self.core.may_dial() and self.campaign_active and not self.stopping.is_set()):
+        if not (self.core.may_dial() and self.campaign_active and not self.draining.is_set()):
             return
         uuid = new_uuid()
         try:
@@ -569,7 +603,7 @@ class AgentWorker:
         while not self.stopping.is_set():
             try:
                 self.store.expire()
-                if self.store.held_count() < self.s.low_water and self.campaign_active:
+                if self.store.held_count() < self.s.low_water and self.campaign_active and not self.draining.is_set():
                     flush(self.store, self.client)  # results first: never re-lease what we just dialed
                     got = self.client.lease(self.s.lease_batch)
                     n = self.store.add_leased(got.get("records") or [], got.get("lease_seconds"))

@@ -186,6 +186,10 @@ class AgentDialer:
             out += self._change(AgentEvent.WRAPUP_DONE, now)
         return out
 
+    def release_pending(self) -> list[Action]:
+        """Store a result still waiting for its disposition (the worker is stopping)."""
+        return self._release_disposition()
+
     def _release_disposition(self) -> list[Action]:
         call, self.awaiting_disposition = self.awaiting_disposition, None
         return [StoreResult(call)] if call is not None else []

@@ -201,3 +201,18 @@ def test_p6_disposition_given_in_wrapup_reaches_the_controller(db, controller, t
         w.stop(timeout=2)
     (att,) = attempts_by_record(db)[camp.record_ids[0]]
     assert (att.result, att.disposition) == ("answered", "sale")
+
+
+def test_p10_stop_hangs_up_live_calls_and_keeps_their_results(db, controller, tmp_path):
+    camp = make_campaign(db, agents=["1001"], records=3)
+    switch = FakeSwitch(lambda n: Outcome("answer", ring_s=0.05, talk_s=60.0))
+    w = AgentWorker(settings("1001", controller, camp, tmp_path, mode=DialMode.POWER, ratio=2.0), switch).start()
+    try:
+        wait_until(lambda: w.core.state is AgentState.TALKING)
+        placed = len(switch.originated)
+    finally:
+        w.stop(timeout=2, drain_s=0.3)
+    atts = [a for v in attempts_by_record(db).values() for a in v]
+    assert len(atts) == placed  # every placed call has its result, none lost to the stop
+    assert {a.hangup_cause for a in atts} == {"MANAGER_REQUEST"}
+    assert all(not ch.alive for ch in switch.channels.values())
