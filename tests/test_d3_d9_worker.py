@@ -216,3 +216,32 @@ def test_p10_stop_hangs_up_live_calls_and_keeps_their_results(db, controller, tm
     assert len(atts) == placed  # every placed call has its result, none lost to the stop
     assert {a.hangup_cause for a in atts} == {"MANAGER_REQUEST"}
     assert all(not ch.alive for ch in switch.channels.values())
+
+
+def test_d10_web_lead_dialed_ahead_of_the_list(db, controller, tmp_path):
+    from controller.services.distribution import set_campaign_api_key
+
+    from esl_dialer.client import ControllerClient
+
+    camp = make_campaign(db, agents=["1001"], records=40)
+    key = set_campaign_api_key(db, camp.id)
+    switch = FakeSwitch(lambda n: Outcome("busy", ring_s=0.15))
+    w = AgentWorker(settings("1001", controller, camp, tmp_path, lease_batch=5, low_water=2), switch).start()
+    lead = "+14155552671"
+    try:
+        wait_until(lambda: len(switch.originated) >= 6)
+        # the affiliated site posts a lead (its own key, not a worker token)
+        site = ControllerClient(controller.url, "unused")
+        site._headers = lambda extra=None: {"X-API-Key": key, "Content-Type": "application/json"}
+        body = site.request("POST", "/api/v1/leads", {"campaign": "c1", "number": lead, "name": "Web Lead"})
+        at_post = len(switch.originated)
+        assert body["id"]
+        wait_until(lambda: lead in [n for n, _, _ in switch.originated])
+    finally:
+        w.stop(timeout=2, drain_s=1)
+    order = [n for n, _, _ in switch.originated]
+    pos = order.index(lead)
+    # dialed by the next free line after what the worker already held (one lease batch at most),
+    # ahead of the 30-odd list records still in the pool
+    assert pos <= at_post + 5, (pos, at_post)
+    assert len(order) < 40
