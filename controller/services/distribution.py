@@ -495,13 +495,14 @@ class _RateCache:
         self._lock = threading.Lock()
         self._data: dict[tuple, tuple[float, float]] = {}
 
-    def get(self, session: Session, queue: _QueueCtx, now: dt.datetime) -> float:
-        key = (str(_bind(session).url), queue.id, queue.worker_id)
+    def get(self, db: Database, queue: _QueueCtx, now: dt.datetime) -> float:
+        key = (id(db), queue.id, queue.worker_id)
         with self._lock:
             hit = self._data.get(key)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        rate = depletion_rate(session, queue, now)
+        with db.engine.connect() as conn:
+            rate = depletion_rate(conn, queue, now)
         with self._lock:
             if len(self._data) > 10_000:
                 self._data.clear()
@@ -589,35 +590,39 @@ def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_secon
         return Lease([], lease_seconds)
     rows, remaining = _take(db, campaign, queue, worker, skill, max_records, now, until)
     floor = max(queue.min_size, min(max_records, queue.max_size))
+    amount = 0
     if remaining < queue.max_size:
+        rate = _rates.get(db, queue, now) if remaining < floor or remaining * 2 < queue.max_size else 0.0
+        target = max(selection.refill_target(rate, queue.lead_minutes, queue.min_size, queue.max_size), floor)
+        amount = selection.refill_amount(remaining, target, queue.batch_size)
+    if amount:
         with write_session(db) as session:
-            rate = _rates.get(session, queue, now) if remaining < floor or remaining * 2 < queue.max_size else 0.0
-            target = max(selection.refill_target(rate, queue.lead_minutes, queue.min_size, queue.max_size), floor)
-            amount = selection.refill_amount(remaining, target, queue.batch_size)
-            window = window_clause(session, campaign, now) if amount else None
+            window = window_clause(session, campaign, now)
             if window is not None:
                 refill(session, queue, campaign, skill, amount, window, now)
-        if amount and len(rows) < max_records:
+        if len(rows) < max_records:
             more, _ = _take(db, campaign, queue, worker, skill, max_records - len(rows), now, until)
             rows += more
-    with write_session(db) as session:
-        # X1 for zone values newer than the cached list: put such records back.
-        memo: dict[Optional[str], bool] = {}
-        late = [r.id for r in rows if not memo.setdefault(r.timezone, _callable(r.timezone, campaign, now))]
-        if late:
-            record_status.bulk_set_status(session, RecordStatus.READY, where=[CallRecord.id.in_(late)],
-                                          from_statuses=[RecordStatus.LEASED], queue_seq=None)
-            rows = [r for r in rows if r.id not in set(late)]
-            _zones.clear()
-        # D9: DNC again at lease time; such records are closed, not handed out.
-        dnc = {r.id for r in rows if r.on_dnc}
-        if dnc:
-            record_status.bulk_set_status(session, RecordStatus.DNC, where=[CallRecord.id.in_(list(dnc))],
-                                          from_statuses=[RecordStatus.LEASED])
-            rows = [r for r in rows if r.id not in dnc]
-            logger.info("worker %s: %d records found on the DNC list at lease", worker.name, len(dnc))
-        rows.sort(key=lambda r: (r.priority, r.queue_seq if r.queue_seq is not None else -1, r.id))
-        previous = _previous_attempts(session, [r.id for r in rows if r.attempts > 0])
+    memo: dict[Optional[str], bool] = {}
+    late = [r.id for r in rows if not memo.setdefault(r.timezone, _callable(r.timezone, campaign, now))]
+    dnc = {r.id for r in rows if r.on_dnc}
+    previous: dict[int, list[dict]] = {}
+    if late or dnc or any(r.attempts > 0 for r in rows):
+        with write_session(db) as session:
+            # X1 for zone values newer than the cached list: put such records back.
+            if late:
+                record_status.bulk_set_status(session, RecordStatus.READY, where=[CallRecord.id.in_(late)],
+                                              from_statuses=[RecordStatus.LEASED], queue_seq=None)
+                rows = [r for r in rows if r.id not in set(late)]
+                _zones.clear()
+            # D9: DNC again at lease time; such records are closed, not handed out.
+            if dnc:
+                record_status.bulk_set_status(session, RecordStatus.DNC, where=[CallRecord.id.in_(list(dnc))],
+                                              from_statuses=[RecordStatus.LEASED])
+                rows = [r for r in rows if r.id not in dnc]
+                logger.info("worker %s: %d records found on the DNC list at lease", worker.name, len(dnc))
+            previous = _previous_attempts(session, [r.id for r in rows if r.attempts > 0])
+    rows.sort(key=lambda r: (r.priority, r.queue_seq if r.queue_seq is not None else -1, r.id))
     records = [_payload(r, campaign, until, previous.get(r.id, [])) for r in rows]
     return Lease(records, lease_seconds)
 
