@@ -44,6 +44,7 @@ __all__ = [
     "encode_command_reply",
     "encode_api_response",
     "encode_event_plain",
+    "plain_line",
     "encode_event_json",
     "encode_disconnect_notice",
     "encode_rude_rejection",
@@ -472,11 +473,22 @@ def encode_api_response(body: bytes | str) -> bytes:
     return _head([("Content-Type", "api/response"), ("Content-Length", str(len(data)))]) + data
 
 
+@functools.lru_cache(maxsize=32768)
+def plain_line(name: str, value: str) -> str:
+    """One serialised ``text/event-plain`` header line (``Name: url-encoded value\\n``).
+
+    Cached: most lines of consecutive events are identical (profile, variables).
+    The caller guarantees a safe ``name`` (no ':' or line breaks).
+    """
+    return f"{name}: {url_encode(value)}\n"
+
+
 def _serialize_plain(headers: HeaderItems, body: str | bytes | None, validate: bool = True) -> bytes:
     # switch_event_serialize(): "Name: urlencoded\n" per header, then either
     # "Content-Length: N\n\n<body>" or a closing "\n".
     items = _items(headers) if validate else headers
-    parts = [f"{n}: {url_encode(v)}\n" for n, v in items if n != "Content-Length"]
+    line = plain_line
+    parts = [line(n, v) for n, v in items if n != "Content-Length"]
     out = "".join(parts).encode("utf-8")
     if body is not None:
         data = _as_bytes(body)

@@ -295,10 +295,15 @@ class AppRunner:
             return "no-channel"
         session.ch.variables["eavesdrop_target"] = target.uuid
         target.note(self.switch.clock.now(), "eavesdropped", session.ch.uuid)
+        spies = self.switch.eavesdroppers.setdefault(target.uuid, set())
+        spies.add(session.ch.uuid)
         try:
             session.block(None, messages=True, until=lambda: not target.alive)
         finally:
             session.ch.variables.pop("eavesdrop_target", None)
+            spies.discard(session.ch.uuid)
+            if not spies:
+                self.switch.eavesdroppers.pop(target.uuid, None)
         return NONE
 
     def app_record_session(self, session: Session, arg: str) -> str:

@@ -147,6 +147,7 @@ class Channel:
     dtmf_buffer: str = ""  # digits already received (uuid_send_dtmf) and not yet read
     log: list[tuple[float, str, str]] = field(default_factory=list)  # (sim time, kind, detail)
     outcome: str | None = None  # the call-model outcome applied to this leg
+    _profile_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def alive(self) -> bool:
@@ -250,10 +251,20 @@ class HeaderFactory:
         self.ipv4 = ipv4
         self.clock = clock
         self.sequence = 0
+        self._date_second = -1
+        self._date_cache = ("", "")
+
+    def _dates(self, now: float) -> tuple[str, str]:
+        second = int(now)
+        if second != self._date_second:  # strftime twice per event is measurable: once a second
+            self._date_second = second
+            self._date_cache = (_local(now), _gmt(now))
+        return self._date_cache
 
     def base(self, event_name: str, subclass: str | None = None) -> list[tuple[str, str]]:
         self.sequence += 1
         now = self.clock.now()
+        local, gmt = self._dates(now)
         calling = BASE_CALLING.get(event_name, ("switch_event.c", "switch_event_fire_detailed", "2000"))
         headers = [("Event-Name", event_name)]
         if subclass:
@@ -264,8 +275,8 @@ class HeaderFactory:
             ("FreeSWITCH-Switchname", self.hostname),
             ("FreeSWITCH-IPv4", self.ipv4),
             ("FreeSWITCH-IPv6", "::1"),
-            ("Event-Date-Local", _local(now)),
-            ("Event-Date-GMT", _gmt(now)),
+            ("Event-Date-Local", local),
+            ("Event-Date-GMT", gmt),
             ("Event-Date-Timestamp", _us(now)),
             ("Event-Calling-File", calling[0]),
             ("Event-Calling-Function", calling[1]),
@@ -275,8 +286,23 @@ class HeaderFactory:
         return headers
 
 
+def _profile_key(prefix: str, ch: Channel) -> tuple:
+    return (prefix, ch.name, ch.direction, ch.caller_id_name, ch.caller_id_number, ch.destination, ch.context,
+            ch.answered_at, ch.progress_at, ch.progress_media_at, ch.hangup_at, ch.bridged_at)
+
+
 def _profile(prefix: str, ch: Channel) -> list[tuple[str, str]]:
-    """switch_caller_profile_event_set_data()."""
+    """switch_caller_profile_event_set_data(), cached per channel until a field changes."""
+    key = _profile_key(prefix, ch)
+    cached = ch._profile_cache.get(prefix)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    h = _build_profile(prefix, ch)
+    ch._profile_cache[prefix] = (key, h)
+    return h
+
+
+def _build_profile(prefix: str, ch: Channel) -> list[tuple[str, str]]:
     h = [
         (f"{prefix}-Direction", ch.direction),
         (f"{prefix}-Logical-Direction", ch.direction),
@@ -320,6 +346,18 @@ def channel_headers(
     state_number: int | None = None,
 ) -> list[tuple[str, str]]:
     """switch_channel_event_set_data(): basic data, caller profile, other leg, variables."""
+    h = _basic(ch, state_name, state_number)
+    h += _profile("Caller", ch)
+    if other is not None and ch.other_type:
+        h.append(("Other-Type", ch.other_type))
+        h += [(k, v) for k, v in _profile("Other-Leg", other) if k != "Other-Leg-Profile-Index"]
+    if variables:
+        h += [(f"variable_{k}", v) for k, v in ch.variables.items()]
+    return h
+
+
+def _basic(ch: Channel, state_name: str | None, state_number: int | None) -> list[tuple[str, str]]:
+    """switch_channel_event_set_basic_data() plus the codec headers."""
     state = state_name or ch.state.name
     h: list[tuple[str, str]] = [
         ("Channel-State", state),
@@ -343,12 +381,6 @@ def channel_headers(
         ("Channel-Write-Codec-Rate", "8000"),
         ("Channel-Write-Codec-Bit-Rate", "64000"),
     ]
-    h += _profile("Caller", ch)
-    if other is not None and ch.other_type:
-        h.append(("Other-Type", ch.other_type))
-        h += [(k, v) for k, v in _profile("Other-Leg", other) if k != "Other-Leg-Profile-Index"]
-    if variables:
-        h += [(f"variable_{k}", v) for k, v in ch.variables.items()]
     return h
 
 

@@ -17,7 +17,15 @@ import gevent
 from gevent.event import Event as GEvent
 from gevent.pool import Group
 
-from .channel import CallState, Channel, ChannelState, HeaderFactory, SimClock, channel_headers, new_uuid
+from .channel import (
+    CallState,
+    Channel,
+    ChannelState,
+    HeaderFactory,
+    SimClock,
+    channel_headers,
+    new_uuid,
+)
 from .config import DEFAULT_FAIL_CAUSE, OUTCOMES, SimConfig, UserPhone
 from .dialstring import DialString, DialStringError, Endpoint, parse_app, parse_dialstring, split_args, unquote_arg
 from .events import SimEvent
@@ -73,6 +81,7 @@ class SimSwitch:
             k: list(v) for k, v in self.config.dialplan.items()
         }
         self.scripts: dict[str, collections.deque[PartyPlan]] = {}
+        self.eavesdroppers: dict[str, set[str]] = {}  # target uuid -> uuids listening in
         self.apps = AppRunner(self)
         self.api = ApiCommands(self)
         self.group = Group()
@@ -190,11 +199,19 @@ class SimSwitch:
 
     def fire_channel(self, name: str, ch: Channel, extra: Iterable[tuple[str, str]] = (), *,
                      variables: bool = True, first: Iterable[tuple[str, str]] = (),
-                     state_name: str | None = None, state_number: int | None = None) -> SimEvent:
+                     state_name: str | None = None, state_number: int | None = None) -> SimEvent | None:
+        if not any(listener.may_want(name) for listener in self.listeners):
+            self.headers.sequence += 1  # FreeSWITCH numbers every event, delivered or not
+            return None  # nobody subscribed: skip building ~150 headers
         other = self.find(ch.other_leg) if ch.other_leg else None
-        headers = list(first) + channel_headers(ch, other=other, variables=variables, state_name=state_name,
-                                                state_number=state_number) + list(extra)
-        return self.fire(name, headers, unique_id=ch.uuid)
+        first, extra = list(first), list(extra)
+        base = self.headers.base(name)
+        headers = base + first + channel_headers(ch, other=other, variables=variables, state_name=state_name,
+                                                 state_number=state_number) + extra
+        event = SimEvent(name, headers, None, None, ch.uuid)
+        for listener in list(self.listeners):
+            listener.offer(event)
+        return event
 
     def _heartbeat_loop(self) -> None:
         while True:
@@ -326,8 +343,9 @@ class SimSwitch:
                 peer_session.request_deferred_hangup(cause)
             else:
                 self.hangup(peer, cause)
-        for other in list(self.channels.values()):
-            if other.variables.get("eavesdrop_target") == ch.uuid:
+        for spy in list(self.eavesdroppers.get(ch.uuid, ())):
+            other = self.find(spy)
+            if other is not None:
                 self._poke(other)
         return True
 
