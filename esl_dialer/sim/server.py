@@ -48,6 +48,7 @@ MAX_QUEUE = 100_000  # MAX_QUEUE_LEN in mod_event_socket.c
 MAX_MISSED = 500  # MAX_MISSED: a listener this far behind is killed
 SEND_TIMEOUT_S = 30.0
 READ_CHUNK = 65536
+MAX_COMMAND_BODY = 1024 * 1024
 BATCH_BYTES = 256 * 1024  # coalesce queued events into writes up to this size
 SYNC_EXECUTE_TIMEOUT_S = 3600.0  # bound on a synchronous sendmsg (a very long playback)
 
@@ -97,7 +98,8 @@ class Listener:
         self.closed = False
         self.missed = 0
         self.inbox: Queue = Queue()
-        self.parser = FrameParser(commands=True)
+        # Client commands are small; a sendmsg body of 1 MiB is already generous.
+        self.parser = FrameParser(commands=True, max_body_bytes=MAX_COMMAND_BODY)
         self._reader: gevent.Greenlet | None = None
         self._main: gevent.Greenlet | None = None
         self.handlers: dict[str, Callable[[Frame, str], bytes | None]] = {
