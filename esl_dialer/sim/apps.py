@@ -332,7 +332,7 @@ class AppRunner:
         except DialStringError:
             ch.variables["originate_disposition"] = "INVALID_NUMBER_FORMAT"
             return NONE
-        from .switch import OriginateError
+        from .originate import OriginateError
 
         session.in_bridge_app = True
         try:
