@@ -118,7 +118,7 @@ def sim_child(ivr_port: int, calls: int, rate: float) -> None:
         for ch in list(sim.channels.values()):
             sim.hangup(ch, "NORMAL_CLEARING")
         print("HUNG", flush=True)
-    gevent.sleep(2)
+    _stdin_line()  # the parent says when it has measured the drain
     sim.stop()
 
 

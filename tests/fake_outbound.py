@@ -200,5 +200,14 @@ class FakeOutboundCall:
             except OSError:
                 pass
 
+    def drop(self) -> None:
+        """The switch goes away: the socket closes with no hang-up event or notice."""
+        self.hung_up = True
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+
     def apps(self) -> list[str]:
         return [a for a, _ in self.executed]

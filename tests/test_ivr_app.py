@@ -207,6 +207,20 @@ def test_r7_position_is_spoken_with_stock_digit_files(n, files):
     assert number_files(n) == [f"digits/{f}.wav" for f in files]
 
 
+def test_r9_switch_connection_lost_while_waiting_cancels_the_proxy(center, server_for):
+    db, skill, settings, key = center
+    other = acd.authenticate_peer(db, acd.create_peer(db, f"other-{skill}"))
+    ahead = acd.create_proxy(db, other, skill)
+    server, reports = server_for(settings)
+    call = FakeOutboundCall(server.port, digits={"dialer_menu_digits": "1"}).start()
+    assert wait_until(lambda: any(p.caller_number == call.caller and p.skill == skill for p in acd.list_proxies(db)))
+    mine = next(p for p in acd.list_proxies(db) if p.caller_number == call.caller and p.skill == skill)
+    call.drop()
+    assert wait_until(lambda: acd.get_proxy(db, mine.id).state == "cancelled", timeout=3)
+    assert wait_until(lambda: len(server.calls) == 0 and server.connection_count == 0)
+    acd.cancel_proxy(db, ahead.id, other)
+
+
 def test_r9_remote_down_retries_once_then_voicemail(server_for):
     dead = RemoteCenter("remote", "http://127.0.0.1:9", "k" * 20, timeout_s=0.5, retries=0)
     settings = local_settings(centers={"remote": dead}, retry_delay_s=0.05, voicemail_dir="/tmp/vm",

@@ -71,6 +71,18 @@ class IvrSession(OutboundSession):
             self._mark_gone(None)
         super().handle_event(event)
 
+    def receive_events(self) -> None:
+        """greenswitch's reader, plus: a socket that closes without a disconnect
+        notice (switch restarted, network cut) ends the call like a hang-up."""
+        try:
+            super().receive_events()
+        finally:
+            self.connected = False
+            self._mark_gone(None)
+            for pending in list(self._commands_sent):
+                if not pending.ready():
+                    pending.set_exception(OutboundSessionHasGoneAway())
+
     # -- hang-up
 
     def _mark_gone(self, cause: str | None) -> None:
