@@ -51,7 +51,8 @@ class SimSwitch(OriginateMixin):
         self.rng = random.Random(self.config.seed)
         self.channels: dict[str, Channel] = {}
         self.sessions: dict[str, Session] = {}
-        self.history: list[Channel] = []
+        # every channel ever created, newest last; bounded so a long-running sim does not grow forever
+        self.history: collections.deque[Channel] = collections.deque(maxlen=self.config.history_limit)
         self.listeners: set = set()
         self.users: dict[str, UserPhone] = dict(self.config.users)
         self._dialplan: dict[str, list[tuple[str, str]]] = {
