@@ -317,6 +317,8 @@ class Listener:
                 return self.cmd_auth(frame, line) is not False
             self._send(encode_command_reply("-ERR command not found"))
             return True
+        if word in ("api", "bgapi") and " " not in line:  # strncasecmp(cmd, "api ", 4) in FreeSWITCH
+            word = ""
         handler = self.handlers.get(word)
         if handler is None or (self.outbound and not self.full and word not in (
                 "connect", "myevents", "sendmsg", "linger", "nolinger", "divert_events", "getvar", "resume",
