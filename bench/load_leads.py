@@ -300,10 +300,18 @@ def load_into(url: str, leads_path: Path, dnc_path: Path) -> dict:
         started = time.perf_counter()
         dnc_summary = dnc.load_file(db, dnc_path, source="bench")
         dnc_seconds = time.perf_counter() - started
+        load_before = round(os.getloadavg()[0], 2)
+        cpu_before = time.process_time()
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         with TreeMemory() as mem:
             started = time.perf_counter()
             summary = leads.load_leads(db, leads_path, "bench", "main")
             wall = time.perf_counter() - started
+        parent_cpu = time.process_time() - cpu_before
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # workers are joined by now
+        workers_cpu = (children_after.ru_utime + children_after.ru_stime
+                       - children_before.ru_utime - children_before.ru_stime)
+        load_after = round(os.getloadavg()[0], 2)
         rerun_started = time.perf_counter()
         # Re-running must load nothing (idempotence); measured on a 50k-row prefix only.
         rerun = None
@@ -337,6 +345,8 @@ def load_into(url: str, leads_path: Path, dnc_path: Path) -> dict:
         "counts_add_up": counted == summary.total,
         "records_in_database": in_db,
         "workers": summary.workers,
+        "cpu_seconds": {"parent": round(parent_cpu, 2), "workers": round(workers_cpu, 2)},
+        "machine_load_average_1m": {"before": load_before, "after": load_after},
         "peak_tree_rss_mb": round(mem.peak_rss_kb / 1024, 1),
         "peak_tree_pss_mb": round(mem.peak_pss_kb / 1024, 1),
         "peak_processes": mem.peak_processes,

@@ -287,13 +287,22 @@ _cache_stats = {"hits": 0, "misses": 0}
 
 def describe(parsed: ParsedNumber) -> Location:
     """City, state/province and time zones of a valid number (cached per prefix)."""
-    key = (parsed.e164[1 : 1 + prefix_key_length(parsed.e164)], parsed.country, parsed.geographical)
+    return describe_e164(parsed.e164, parsed.country, parsed.geographical)
+
+
+def describe_e164(e164: str, country: str, geographical: bool) -> Location:
+    """:func:`describe` for the loader's plain tuples (no object per number).
+
+    A non-geographical number (mobile in most countries, toll-free) gets
+    country-level zones and no city, so its region alone is the key.
+    """
+    key = (e164[1 : 1 + prefix_key_length(e164)] if geographical else "", country, geographical)
     hit = _location_cache.get(key)
     if hit is not None:
         _cache_stats["hits"] += 1
         return hit
     _cache_stats["misses"] += 1
-    location = _lookup_location(parsed)
+    location = _lookup_location(ParsedNumber(e164, country, geographical))
     _location_cache[key] = location
     return location
 
@@ -310,8 +319,48 @@ def _country_name(region: str) -> str:
     return geocoder.country_name_for_number(example, "en") if example else ""
 
 
+@functools.lru_cache(maxsize=1)
+def _prefix_data():
+    from phonenumbers.geodata import GEOCODE_DATA, GEOCODE_LONGEST_PREFIX
+    from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
+
+    tokens = frozenset(str(cc) for cc in getattr(phonenumberutil, "_MOBILE_TOKEN_MAPPINGS", {54: "9"}))
+    return GEOCODE_DATA, GEOCODE_LONGEST_PREFIX, TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX, tokens
+
+
 def _lookup_location(parsed: ParsedNumber) -> Location:
-    """Ask phonenumbers (on a cache miss). The number is known valid, so the
+    """On a cache miss: the same longest-prefix look-ups phonenumbers'
+    ``time_zones_for_geographical_number`` and ``description_for_valid_number``
+    do, on the E.164 digits we already have (no re-parse, no second validity
+    check).  Non-geographical numbers and countries with a mobile token take
+    phonenumbers' own functions.  Tests check both paths agree."""
+    geo, geo_longest, tzdata, tz_longest, token_countries = _prefix_data()
+    digits = parsed.e164[1:]
+    if not parsed.geographical or any(digits.startswith(cc) for cc in token_countries):
+        return _lookup_location_slow(parsed)
+    zones: tuple[str, ...] = ()
+    for n in range(min(tz_longest, len(digits)), 0, -1):
+        found = tzdata.get(digits[:n])
+        if found is not None:
+            zones = tuple(found)
+            break
+    description = ""
+    locale = f"en_{parsed.country}"
+    for n in range(min(geo_longest, len(digits)), 0, -1):
+        names = geo.get(digits[:n])
+        if names is not None:
+            name = names.get(locale, names.get("en"))
+            if name is not None:
+                description = name
+                break
+    if description == _country_name(parsed.country):
+        description = ""
+    city, region = _split_description(description, parsed.country)
+    return Location(city, region, tuple(z for z in zones if z != UNKNOWN_TZ))
+
+
+def _lookup_location_slow(parsed: ParsedNumber) -> Location:
+    """Ask phonenumbers' public functions. The number is known valid, so the
     ``*_valid_*`` / geographical variants skip re-checking validity."""
     from phonenumbers import geocoder, timezone
 

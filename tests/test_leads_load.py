@@ -130,6 +130,19 @@ def test_mapping_and_extra_fields(db, campaign, tmp_path):
     assert (r.name, r.city, r.region, r.extra) == ("Ann Lee", "Oakland", "CA", {"Note": "vip"})
 
 
+def test_extra_json_is_exact(db, campaign, tmp_path):
+    value = 'Zoë said "hi" \\ back\tslash'
+    with open(tmp_path / "j.csv", "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([["phone", "note", "Ünïcode key"], ["(415) 555-2671", value, "☎"]])
+    assert leads.load_leads(db, tmp_path / "j.csv", "spring", "main").loaded == 1
+    (r,) = records(db)
+    assert r.extra == {"note": value, "Ünïcode key": "☎"}
+    with db.engine.connect() as conn:
+        raw = conn.execute(sa.text("SELECT extra FROM call_record")).scalar_one()
+    stored = raw if isinstance(raw, str) else json.dumps(raw)
+    assert json.loads(stored) == {"note": value, "Ünïcode key": "☎"}
+
+
 def test_autodetect_headers_case_and_spacing(db, campaign, tmp_path):
     path = write(tmp_path / "h.csv", "Full Name,Phone Number,STATE,Unused\nAnn Lee,(415) 555-2671,CA,\n")
     assert leads.load_leads(db, path, "spring", "main").loaded == 1

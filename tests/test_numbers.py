@@ -96,7 +96,7 @@ def test_location_cache_agrees_with_phonenumbers():
     from phonenumbers.geodata import GEOCODE_DATA
 
     rng = random.Random(5)
-    prefixes = sorted(k for k in GEOCODE_DATA if k.startswith(("1", "44", "49", "33", "61", "54", "353")))
+    prefixes = sorted(k for k in GEOCODE_DATA if k.startswith(("1", "44", "49", "33", "61", "54", "353", "86", "39", "7")))
     N._location_cache.clear()
     checked = 0
     for _ in range(1500):
@@ -107,7 +107,7 @@ def test_location_cache_agrees_with_phonenumbers():
             if not p:
                 continue
             cached = N.describe(p)
-            assert cached == N._lookup_location(p), candidate
+            assert cached == N._lookup_location(p) == N._lookup_location_slow(p), candidate
             numobj = phonenumbers.parse(candidate)
             zones = tuple(z for z in timezone.time_zones_for_number(numobj) if z != "Etc/Unknown")
             assert cached.timezones == zones, candidate

@@ -90,6 +90,8 @@ class BadRow:
 
 def _non_utf8(fields: Sequence[str]) -> Optional[str]:
     """A description of the first undecodable byte, or None if the row is clean text."""
+    if "".join(fields).isascii():
+        return None
     for index, field in enumerate(fields):
         if field.isascii():
             continue

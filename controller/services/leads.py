@@ -68,6 +68,7 @@ LIMITS = {"name": 200, "city": 120, "region": 120}
 TIMEZONE_MAX = 200  # call_record.timezone column
 
 READY = RecordStatus.READY.value
+_esc = json.encoder.encode_basestring_ascii  # C accelerated; json.dumps' default ensure_ascii form
 REASON_DUPLICATE_FILE = "duplicate of an earlier row in this file"
 REASON_DNC = "on the do-not-call list"
 
@@ -275,14 +276,26 @@ def _storage_values(dialect: str) -> tuple[object, object]:
 
 
 def _existing(session: Session, campaign_id: int, e164s: Sequence[str]) -> dict[str, int]:
-    """number -> record id for the numbers already in the campaign (unique index probes)."""
+    """number -> record id for the numbers already in the campaign (unique index probes).
+
+    Plain driver SQL: the compiled-IN path of SQLAlchemy re-renders 900
+    placeholders per query, which cost more than the look-up itself.
+    """
+    conn = session.connection()
     found: dict[str, int] = {}
+    if conn.dialect.name == "postgresql":
+        for start in range(0, len(e164s), LOOKUP_BATCH):
+            part = list(e164s[start : start + LOOKUP_BATCH])
+            found.update(conn.exec_driver_sql(
+                "SELECT number, id FROM call_record WHERE campaign_id = %s AND number = ANY(%s)",
+                (campaign_id, part)).all())
+        return found
     for start in range(0, len(e164s), LOOKUP_BATCH):
-        part = e164s[start : start + LOOKUP_BATCH]
-        found.update(session.execute(
-            sa.select(CallRecord.number, CallRecord.id)
-            .where(CallRecord.campaign_id == campaign_id, CallRecord.number.in_(part))
-        ).all())
+        part = tuple(e164s[start : start + LOOKUP_BATCH])
+        marks = ",".join("?" * len(part))
+        found.update(conn.exec_driver_sql(
+            f"SELECT number, id FROM call_record WHERE campaign_id = ? AND number IN ({marks})",
+            (campaign_id, *part)).all())
     return found
 
 
@@ -395,6 +408,7 @@ class _ChunkLoader:
                  summary: LoadSummary, rejects: RejectsWriter, dialect: str) -> None:
         self.plan = plan
         self.dialect = dialect
+        self.extra_keys = [(i, _esc(key) + ": ") for i, key in plan.extra]
         self.insert = _insert_postgres if dialect == "postgresql" else _insert_sqlite
         self.campaign_id = campaign_id
         self.pool_id = pool.id
@@ -485,15 +499,17 @@ class _ChunkLoader:
         name = get(plan.name)
         if name is None and (plan.first_name is not None or plan.last_name is not None):
             name = " ".join(p.strip() for p in (get(plan.first_name), get(plan.last_name)) if p and p.strip())
-        location = numbers.describe(numbers.ParsedNumber(e164, country, geographical))
+        location = numbers.describe_e164(e164, country, geographical)
         timezone = location.timezone_text
         if timezone and len(timezone) > TIMEZONE_MAX:
             # e.g. NANP toll-free: 40+ zones. No usable local time: the campaign zone applies (X1).
             timezone = None
-        extra = {key: fields[i] for i, key in plan.extra if i < n and fields[i] != ""}
+        # JSON text as json.dumps would write it (what SQLAlchemy's JSON type
+        # stores), built from pre-encoded keys: a third of the cost.
+        parts = [key + _esc(fields[i]) for i, key in self.extra_keys if i < n and fields[i] != ""]
         for i in range(len(plan.header), n):  # fields beyond the header
             if fields[i] != "":
-                extra[f"column_{i + 1}"] = fields[i]
+                parts.append(_esc(f"column_{i + 1}") + ": " + _esc(fields[i]))
         return (
             self.campaign_id, self.pool_id, e164,
             _clip(name, "name"),
@@ -501,7 +517,7 @@ class _ChunkLoader:
             _clip(get(plan.region), "region") or location.region,
             country or None,
             timezone,
-            json.dumps(extra) if extra else None,
+            "{" + ", ".join(parts) + "}" if parts else None,
             READY,
             _int_field(fields, plan.priority, 0, "priority"),
             _int_field(fields, plan.difficulty, self.pool_difficulty, "difficulty"),
