@@ -162,23 +162,46 @@ def _campaign(session: Session, campaign_id: int) -> CampaignInfo:
 
 
 class _ZoneCache:
-    """Distinct time-zone values per campaign, refreshed every ZONES_CACHE_S."""
+    """Distinct time-zone values per campaign, refreshed every ZONES_CACHE_S.
+
+    The query scans the campaign's records, so it is single-flight: when the
+    entry is missing one caller reads it while concurrent callers wait for
+    that answer; when it is merely stale, the others keep using the old list
+    meanwhile (the Python check in :func:`lease` covers zone values newer than
+    the list).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._data: dict[tuple, tuple[float, list[Optional[str]]]] = {}
+        self._flights: dict[tuple, threading.Lock] = {}
 
-    def get(self, session: Session, key: tuple, campaign_id: int) -> list[Optional[str]]:
+    def get(self, session, key: tuple, campaign_id: int) -> list[Optional[str]]:
         with self._lock:
             hit = self._data.get(key)
+            flight = self._flights.setdefault(key, threading.Lock())
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        zones = list(session.scalars(
-            sa.select(CallRecord.timezone).where(CallRecord.campaign_id == campaign_id).distinct()
-        ))
-        with self._lock:
-            self._data[key] = (time.monotonic() + ZONES_CACHE_S, zones)
-        return zones
+        if hit:
+            held = flight.acquire(blocking=False)
+            if not held:
+                return hit[1]  # someone is refreshing: the stale list is fine meanwhile
+        else:
+            held = flight.acquire(timeout=60)
+        try:
+            with self._lock:
+                again = self._data.get(key)
+            if again and again[0] > time.monotonic():
+                return again[1]
+            zones = list(session.scalars(
+                sa.select(CallRecord.timezone).where(CallRecord.campaign_id == campaign_id).distinct()
+            ))
+            with self._lock:
+                self._data[key] = (time.monotonic() + ZONES_CACHE_S, zones)
+            return zones
+        finally:
+            if held:
+                flight.release()
 
     def clear(self) -> None:
         with self._lock:
