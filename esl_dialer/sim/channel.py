@@ -117,7 +117,7 @@ class Channel:
     direction: str  # "inbound" | "outbound"
     destination: str
     caller_id_number: str = "0000000000"
-    caller_id_name: str = "FreeSWITCH"
+    caller_id_name: str = ""  # empty: the Caller-ID-Name header is left out, as FreeSWITCH does
     context: str = "default"
     source: str = "mod_sofia"
     created: float = 0.0
@@ -307,7 +307,10 @@ def _build_profile(prefix: str, ch: Channel) -> list[tuple[str, str]]:
         (f"{prefix}-Direction", ch.direction),
         (f"{prefix}-Logical-Direction", ch.direction),
         (f"{prefix}-Dialplan", "xml"),
-        (f"{prefix}-Caller-ID-Name", ch.caller_id_name),
+    ]
+    if ch.caller_id_name:  # switch_caller_profile_event_set_data skips empty fields
+        h.append((f"{prefix}-Caller-ID-Name", ch.caller_id_name))
+    h += [
         (f"{prefix}-Caller-ID-Number", ch.caller_id_number),
         (f"{prefix}-Orig-Caller-ID-Number", ch.caller_id_number),
         (f"{prefix}-Callee-ID-Name", "Outbound Call"),

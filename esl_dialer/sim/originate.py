@@ -113,7 +113,7 @@ class OriginateMixin:
         if len(self.channels) >= self.config.max_sessions:
             raise OriginateError("SWITCH_CONGESTION")
         cid_num = variables.get("origination_caller_id_number", "0000000000")
-        cid_name = variables.get("origination_caller_id_name", "FreeSWITCH")
+        cid_name = variables.get("origination_caller_id_name", "")
         if kind == "loopback":
             return self._originate_loopback(rest, variables, uid, cid_num, cid_name, originator)
         if kind == "user":

@@ -138,10 +138,10 @@ class SimSwitch(OriginateMixin):
 
     def inbound_call(self, destination: str, caller_id: str = "15551230001", dtmf: str = "1#",
                      patience_s: float | None = None, talk_s: float | None = None,
-                     variables: Mapping[str, str] | None = None) -> str:
+                     variables: Mapping[str, str] | None = None, caller_id_name: str = "") -> str:
         """A caller arriving from the network at ``destination`` in the dialplan."""
         ch = self.new_channel(f"sofia/external/{caller_id}@sim", "inbound", destination,
-                              caller_id_number=caller_id, caller_id_name=caller_id)
+                              caller_id_number=caller_id, caller_id_name=caller_id_name)
         ch.hit_dialplan = True
         ch.variables.update(variables or {})
         inb = self.config.inbound
@@ -213,7 +213,7 @@ class SimSwitch(OriginateMixin):
         return self.channels.get(uuid) if uuid else None
 
     def new_channel(self, name: str, direction: str, destination: str, *, uuid: str | None = None,
-                    caller_id_number: str = "0000000000", caller_id_name: str = "FreeSWITCH",
+                    caller_id_number: str = "0000000000", caller_id_name: str = "",
                     source: str = "mod_sofia") -> Channel:
         self._session_ids += 1
         self.session_count += 1
@@ -227,6 +227,8 @@ class SimSwitch(OriginateMixin):
         })
         if direction == "outbound":
             ch.variables["is_outbound"] = "true"
+        codec = "L16" if source == "mod_loopback" else "PCMU"
+        ch.variables.update({"read_codec": codec, "read_rate": "8000", "write_codec": codec, "write_rate": "8000"})
         self.channels[uid] = ch
         self.history.append(ch)
         self.peak = max(self.peak, len(self.channels))
