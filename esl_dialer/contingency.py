@@ -14,8 +14,9 @@ results and marks them acknowledged.  So:
   recorded once as ``failed`` / ``WORKER_RESTART`` (its real outcome is lost
   with the process, but the attempt still counts exactly once);
 - a record is never dialed after its lease ran out locally (lease seconds are
-  counted from when *this* worker received the lease, minus a safety margin, so
-  clock skew with the controller cannot make two workers dial one record).
+  counted from when *this* worker received the lease, minus a safety margin of
+  30 s or a fifth of the lease, so clock skew with the controller cannot make
+  two workers dial one record).
 
 No gevent, no sockets: plain ``sqlite3`` on a local file.  Calls are short and
 do not yield, so greenlets of one worker never interleave inside a transaction.
@@ -46,7 +47,7 @@ CREATE TABLE IF NOT EXISTS record (
     priority INTEGER NOT NULL DEFAULT 0,
     body TEXT NOT NULL,                -- the lease payload, JSON
     state TEXT NOT NULL,               -- held | dialing | done | released | expired | dropped
-    lease_until REAL NOT NULL,         -- local epoch seconds
+    lease_until REAL NOT NULL,         -- local epoch seconds, safety margin already taken off
     call_uuid TEXT,
     client_id TEXT,
     started_at TEXT,
@@ -166,7 +167,9 @@ class Contingency:
         a call stays in its call.
         """
         now = self.clock()
-        until = now + float(lease_seconds or DEFAULT_LEASE_S)
+        secs = float(lease_seconds or DEFAULT_LEASE_S)
+        # stored already minus the safety margin (at most a fifth of a short lease)
+        until = now + secs - min(self.lease_safety_s, 0.2 * secs)
         added = 0
         with self._tx() as db:
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM record").fetchone()[0]
@@ -195,7 +198,7 @@ class Contingency:
 
     def dialable(self, limit: int, *, exclude: set[int] | frozenset[int] = frozenset()) -> list[dict]:
         """Held records whose local lease is still good, best first (priority, then lease order)."""
-        horizon = self.clock() + self.lease_safety_s
+        horizon = self.clock()
         rows = self._db.execute(
             "SELECT id, body FROM record WHERE state = 'held' AND lease_until > ? ORDER BY priority, seq LIMIT ?",
             (horizon, int(limit) + len(exclude)),
@@ -204,7 +207,7 @@ class Contingency:
         return out[: int(limit)]
 
     def held_count(self) -> int:
-        horizon = self.clock() + self.lease_safety_s
+        horizon = self.clock()
         return self._db.execute(
             "SELECT COUNT(*) FROM record WHERE state = 'held' AND lease_until > ?", (horizon,)
         ).fetchone()[0]
@@ -218,7 +221,7 @@ class Contingency:
                 raise ContingencyError(f"record {record_id} is not held by worker {self.worker}")
             if row[0] != "held":
                 raise ContingencyError(f"record {record_id} is {row[0]}, not held")
-            if row[1] <= self.clock() + self.lease_safety_s:
+            if row[1] <= self.clock():
                 raise ContingencyError(f"record {record_id}: lease ran out")
             body = json.loads(row[2])
             body["_agent"] = agent
@@ -245,7 +248,7 @@ class Contingency:
 
     def expire(self) -> int:
         """Held records past their local lease will not be dialed: mark them expired."""
-        horizon = self.clock() + self.lease_safety_s
+        horizon = self.clock()
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE record SET state = 'expired', updated_at = ? WHERE state = 'held' AND lease_until <= ?",

@@ -43,6 +43,7 @@ from .esl.commands import new_uuid
 from .messages import AgentState, AttemptResult, DialMode
 from .pacing import PacingConfig, make_pacer
 from .team import AgentView, TeamSnapshot
+from .team import agent_share as team_agent_share
 from .worker_core import (
     Abandon,
     Action,
@@ -141,6 +142,7 @@ class AgentWorker:
         clock: Callable[[], float] = time.time,
         on_screen_pop: Callable[[dict], Any] | None = None,
         on_state: Callable[[str, AgentState], Any] | None = None,
+        team: "HostTeam | None" = None,
     ) -> None:
         self.s = settings
         self.switch = switch
@@ -150,8 +152,9 @@ class AgentWorker:
         self.fast = replace(self.client, timeout=min(1.0, self.client.timeout), retries=0)
         self.store = Contingency(settings.contingency_path, f"{settings.agent}@{settings.controller}")
         self.core = AgentDialer(settings.agent, now=clock(), wrapup_s=settings.wrapup_s, overflow_wait_s=settings.overflow_wait_s)
-        self.pacer = make_pacer(PacingConfig(mode=settings.mode, ratio=settings.ratio,
-                                             abandon_target=settings.abandon_target), clock)
+        self.team = team
+        self.pacer = team.pacer if team is not None else make_pacer(
+            PacingConfig(mode=settings.mode, ratio=settings.ratio, abandon_target=settings.abandon_target), clock)
         self.on_screen_pop = on_screen_pop
         self.on_state = on_state
         self.screen_pops: deque[dict] = deque(maxlen=100)
@@ -266,14 +269,31 @@ class AgentWorker:
                 logger.warning("worker %s: action %s failed: %s", self.s.agent, a, exc)
 
     def _bridge_to_agent(self, a: BridgeToAgent) -> None:
-        """D3/D4: party to our waiting leg, then the greeting to both legs."""
-        if not self.agent_leg:
-            raise sw.SwitchError("no agent leg")
-        self.switch.bridge(a.call_uuid, self.agent_leg)
-        # uuid_broadcast <uuid> <path> both: the party and the leg bridged to it hear it (mod_commands)
-        self.switch.broadcast(a.call_uuid, self.s.greeting_path, "both")
+        """D3/D4: party to our waiting leg, then the greeting to both legs.
+
+        In its own greenlet: the inbox must not wait for switch round trips
+        (the next answer's screen pop would wait behind them).
+        """
         self._talk_started[a.call_uuid] = self.clock()
-        logger.info("worker %s: call %s bridged to agent leg %s with greeting", self.s.agent, a.call_uuid, self.agent_leg)
+        self._spawn(self._bridge_job, a.call_uuid, name=f"bridge-{a.call_uuid[:8]}")
+
+    def _bridge_job(self, uuid: str) -> None:
+        leg = self.agent_leg
+        try:
+            if not leg:
+                raise sw.SwitchError("no agent leg")
+            self.switch.bridge(uuid, leg)
+            # uuid_broadcast <uuid> <path> both: the party and the leg bridged to it hear it (mod_commands)
+            self.switch.broadcast(uuid, self.s.greeting_path, "both")
+            logger.info("worker %s: call %s bridged to agent leg %s with greeting", self.s.agent, uuid, leg)
+        except sw.SwitchError as exc:
+            logger.warning("worker %s: bridge of %s to the agent failed: %s", self.s.agent, uuid, exc)
+            try:
+                gone = not self.switch.exists(uuid)
+            except sw.SwitchError:
+                gone = False
+            if gone:  # e.g. an overflow party that hung up before we subscribed to it
+                self.inbox.put(("gone", uuid, None))
 
     def _claim(self, a: ClaimAgent) -> None:
         self.stats.overflow_sent += 1
@@ -404,6 +424,10 @@ class AgentWorker:
             self._do(core.originate_failed(uuid, payload, now))
         elif kind == "claim":
             self._do(core.claim_result(uuid, payload, now))
+        elif kind == "gone":
+            if uuid == core.talking_to or uuid in core.calls:
+                self._foreign.pop(uuid, None)
+                self._do(core.hangup(uuid, "NORMAL_CLEARING", now))
         elif kind == "overflow_timeout":
             self._do(core.overflow_timeout(uuid, now))
         elif kind == "overflow":
@@ -421,10 +445,7 @@ class AgentWorker:
         self.stats.overflow_taken += 1
         self._foreign[uuid] = record
         self.switch.on_channel(uuid, self._on_switch_event)
-        self._do(actions)
-        # the call may have ended before we subscribed to it
-        if not self.switch.exists(uuid):
-            self._do(self.core.hangup(uuid, "NORMAL_CLEARING", self.clock()))
+        self._do(actions)  # the bridge job reports the call "gone" if it ended before we subscribed
 
     # -- agent leg -----------------------------------------------------------------------
 
@@ -478,14 +499,27 @@ class AgentWorker:
 
     # -- dialing ---------------------------------------------------------------------------
 
-    def _team(self, now: float) -> TeamSnapshot:
+    def agent_view(self) -> AgentView:
         core = self.core
-        ringing = tuple(c.originated_at or now for c in core.calls.values() if c.ringing)
-        waiting = tuple(c.answered_at or now for c in core.calls.values() if c.state is CallState.CLAIMING)
         state = core.state
         if core.talking_to is not None and state in (AgentState.IDLE, AgentState.DIALING):
             state = AgentState.TALKING
-        return TeamSnapshot(now, (AgentView(self.s.agent, state, core.machine.since),), ringing, waiting)
+        return AgentView(self.s.agent, state, core.machine.since)
+
+    def ringing_and_waiting(self, now: float) -> tuple[list[float], list[float]]:
+        calls = self.core.calls.values()
+        return ([c.originated_at or now for c in calls if c.ringing],
+                [c.answered_at or now for c in calls if c.state is CallState.CLAIMING])
+
+    def _team(self, now: float) -> TeamSnapshot:
+        ringing, waiting = self.ringing_and_waiting(now)
+        return TeamSnapshot(now, (self.agent_view(),), tuple(ringing), tuple(waiting))
+
+    def _lines(self, now: float) -> int:
+        """New lines for this worker now: its share of the team's, or its own pacing alone."""
+        if self.team is not None:
+            return self.team.lines_for(self.s.agent, now)
+        return self.pacer.lines_to_place(self._team(now))
 
     def _dial_loop(self) -> None:
         while not self.stopping.is_set():
@@ -497,7 +531,7 @@ class AgentWorker:
             self._do(self.core.tick(now))
             if self.draining.is_set() or not (self.campaign_active and self.switch.connected and self.core.may_dial()):
                 continue
-            n = self.pacer.lines_to_place(self._team(now))
+            n = self._lines(now)
             if n <= 0:
                 continue
             records = self.store.dialable(n)
@@ -685,20 +719,80 @@ class AgentWorker:
             self._campaign_status(str(data["status"]))
 
 
+class HostTeam:
+    """The agents of one process paced as one team (D7 overflow makes them one pool).
+
+    One pacer learns from every worker's outcomes; each worker asks for its
+    share of the team's lines (``pacing.Pacer.agent_share``) computed from a
+    snapshot of all the agents and all their ringing and waiting calls.
+    Agents in other processes are not part of this team (their ringing calls
+    are not known here); they still take this team's overflow.
+    """
+
+    def __init__(self, config: PacingConfig, clock: Callable[[], float] = time.time) -> None:
+        self.pacer = make_pacer(config, clock)
+        self.clock = clock
+        self.workers: dict[str, "AgentWorker"] = {}
+
+    def add(self, worker: "AgentWorker") -> None:
+        self.workers[worker.s.agent] = worker
+
+    def snapshot(self, now: float) -> TeamSnapshot:
+        agents, ringing, waiting = [], [], []
+        for w in self.workers.values():
+            agents.append(w.agent_view())
+            r, q = w.ringing_and_waiting(now)
+            ringing += r
+            waiting += q
+        return TeamSnapshot(now, tuple(agents), tuple(ringing), tuple(waiting))
+
+    def lines_for(self, agent: str, now: float) -> int:
+        """This worker's share of the team's new lines.
+
+        The team's number comes from every agent (a free agent takes overflow
+        even when its own worker has nothing left to dial); the split goes
+        only to workers that can dial now (agent free, records held), else
+        lines handed to a worker with an empty file would be lost.
+        """
+        snap = self.snapshot(now)
+        total = self.pacer.lines_to_place(snap)
+        if total <= 0:
+            return 0
+        able = {a for a, w in self.workers.items() if w.core.may_dial() and w.store.held_count() > 0}
+        if agent not in able:
+            return 0
+        dialers = TeamSnapshot(now, tuple(v for v in snap.agents if v.agent_id in able), snap.ringing, snap.waiting)
+        return team_agent_share(total, dialers, agent)
+
+
 class WorkerHost:
-    """Many agent workers in one process, sharing one Switch (D11), and their agent console (D5)."""
+    """Many agent workers in one process, sharing one Switch (D11), and their agent console (D5).
+
+    With ``team_pacing`` (default) and one dial mode for all, the process's
+    agents are paced as one team (:class:`HostTeam`).
+    """
 
     def __init__(self, settings: list[WorkerSettings], switch: "sw.Switch", *,
-                 console: tuple[str, int] | None = None, **kw: Any) -> None:
+                 console: tuple[str, int] | None = None, team_pacing: bool = True, **kw: Any) -> None:
         from .console import PopHub
 
         self.switch = switch
         self.hub = PopHub()
+        self.team: HostTeam | None = None
+        modes = {(s.mode, s.ratio, s.abandon_target) for s in settings}
+        # preview clicks are per agent: a shared pacer would hand one agent's click to another
+        if team_pacing and len(settings) > 1 and len(modes) == 1 and settings[0].mode is not DialMode.PREVIEW:
+            mode, ratio, target = modes.pop()
+            self.team = HostTeam(PacingConfig(mode=mode, ratio=ratio, abandon_target=target), kw.get("clock", time.time))
         self.workers = [
             AgentWorker(s, switch, on_screen_pop=lambda p, a=s.agent: self.hub.publish(a, "pop", p),
-                        on_state=lambda a, st: self.hub.publish(a, "state", {"state": st.value}), **kw)
+                        on_state=lambda a, st: self.hub.publish(a, "state", {"state": st.value}),
+                        team=self.team, **kw)
             for s in settings
         ]
+        if self.team is not None:
+            for w in self.workers:
+                self.team.add(w)
         self.by_agent = {w.s.agent: w for w in self.workers}
         self.console_addr = console
         self.console_server = None

@@ -47,14 +47,19 @@ def test_p10_result_pending_until_acked_and_replay_is_harmless(store):
 
 
 def test_p10_never_dial_after_local_lease_end(store):
-    store.add_leased([rec(1), rec(2)], lease_seconds=100)  # safety margin is 30 s
-    store.clock_obj.t += 69
+    store.add_leased([rec(1), rec(2)], lease_seconds=100)  # safety margin: a fifth of a short lease
+    store.clock_obj.t += 79
     assert len(store.dialable(10)) == 2
     store.clock_obj.t += 2
     assert store.dialable(10) == []
     with pytest.raises(ContingencyError):
         store.mark_dialing(1, "u")
     assert store.expire() == 2
+    store.add_leased([rec(3)], lease_seconds=900)  # long lease: 30 s margin
+    store.clock_obj.t += 869
+    assert [r["id"] for r in store.dialable(10)] == [3]
+    store.clock_obj.t += 2
+    assert store.dialable(10) == []
 
 
 def test_p10_mark_dialing_twice_is_refused(store):
@@ -163,7 +168,7 @@ def test_p10_controller_killed_mid_campaign(db, db_url, tmp_path):
     camp = make_campaign(db, agents=agents, records=60)
     kinds = ["answer", "busy", "no_answer", "answer", "failed"]
     switch = FakeSwitch(lambda number: Outcome(kinds[int(number[-2:]) % len(kinds)], ring_s=0.03, talk_s=0.05))
-    ctl = ControllerProcess(db_url).start()
+    ctl = ControllerProcess(db_url, lease_seconds=15).start()  # a lease lost with a reply expires soon
     workers = []
     try:
         for ext in agents:

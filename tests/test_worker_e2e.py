@@ -17,7 +17,7 @@ import pytest
 from esl_dialer import switch as sw
 from esl_dialer.messages import DialMode
 from esl_dialer.sim import SimConfig, SimSwitch
-from esl_dialer.worker import AgentWorker, WorkerSettings
+from esl_dialer.worker import AgentWorker, WorkerHost, WorkerSettings
 from worker_harness import ControllerProcess, attempts_by_record, make_campaign
 
 pytestmark = pytest.mark.slow
@@ -63,19 +63,21 @@ def test_issue5_end_to_end_sim_over_tcp_with_controller_outage(db, db_url, tmp_p
         sim.add_user(ext, answer_after_s=0.2)
     script(sim, camp.numbers)
     switch = sw.Switch("127.0.0.1", sim.port, sim.password, name="e2e").start()
-    ctl = ControllerProcess(db_url).start()
+    ctl = ControllerProcess(db_url, lease_seconds=20).start()  # a lease lost with a reply expires soon
     workers: list[AgentWorker] = []
+    host = None
     t0 = time.monotonic()
     outage = (0.0, 0.0)
     try:
-        for ext in AGENTS:
-            s = WorkerSettings(
-                agent=ext, controller=ctl.url, token=camp.tokens[ext], data_dir=tmp_path / "w",
-                dial_template="sofia/gateway/sim/{number}", greetings_dir=GREETINGS, abandon_message=ABANDON,
-                mode=DialMode.POWER, ratio=2.0, lease_batch=20, low_water=6, heartbeat_s=1.0,
-                originate_timeout_s=20, dial_interval_s=0.05, http_timeout_s=1.0, campaign="c1",
-            )
-            workers.append(AgentWorker(s, switch).start())
+        # one process hosting the five agent workers, paced as one team (as `dialer worker --agents ...`)
+        host = WorkerHost([WorkerSettings(
+            agent=ext, controller=ctl.url, token=camp.tokens[ext], data_dir=tmp_path / "w",
+            dial_template="sofia/gateway/sim/{number}", greetings_dir=GREETINGS, abandon_message=ABANDON,
+            mode=DialMode.POWER, ratio=2.0, lease_batch=20, low_water=6, heartbeat_s=1.0,
+            originate_timeout_s=20, dial_interval_s=0.05, http_timeout_s=1.0, campaign="c1",
+        ) for ext in AGENTS], switch).start()
+        workers = host.workers
+        assert host.team is not None
 
         def originated() -> int:
             return sum(w.stats.placed for w in workers)
@@ -98,8 +100,8 @@ def test_issue5_end_to_end_sim_over_tcp_with_controller_outage(db, db_url, tmp_p
                     break
         elapsed = time.monotonic() - t0
     finally:
-        for w in workers:
-            w.stop(timeout=2)
+        if host is not None:
+            host.stop(timeout=2)
         switch.close()
         ctl.kill()
         sim.stop()

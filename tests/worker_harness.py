@@ -65,6 +65,8 @@ from controller.config import TestConfig
 cfg = TestConfig(sys.argv[1])
 cfg.SSE_POLL_SECONDS = 0.2
 cfg.SSE_PING_SECONDS = 2
+if len(sys.argv) > 3:
+    cfg.LEASE_SECONDS = int(sys.argv[3])
 app = create_app(cfg)
 WSGIServer(("127.0.0.1", int(sys.argv[2])), app, log=None).serve_forever()
 """
@@ -86,8 +88,9 @@ class ControllerProcess:
     in an unpatched test process.
     """
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, lease_seconds: Optional[int] = None) -> None:
         self.db_url = db_url
+        self.lease_seconds = lease_seconds
         self.port = free_port()
         self.proc = None
 
@@ -102,7 +105,10 @@ class ControllerProcess:
         import tempfile
 
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([sys.executable, "-c", _PROC_CODE, self.db_url, str(self.port)],
+        args = [sys.executable, "-c", _PROC_CODE, self.db_url, str(self.port)]
+        if self.lease_seconds:
+            args.append(str(self.lease_seconds))
+        self.proc = subprocess.Popen(args,
                                      stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.monotonic() + timeout
         import gevent.socket as gsock
