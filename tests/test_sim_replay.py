@@ -2,7 +2,9 @@
 
 For every channel, the sequence of (Event-Name, Application) the simulator
 sends must equal what the real FreeSWITCH 1.10.12 sent for the same
-commands.  Legs are matched by origination_uuid (A legs) and
+commands, and each of those events must carry the same non-variable header
+names in the same order (caller-ID flip after originate, transfer source
+after uuid_bridge, Other-Leg-* while bridged included).  Legs are matched by origination_uuid (A legs) and
 other_loopback_leg_uuid (B legs).  Interleaving *between* legs is thread
 timing in FreeSWITCH and is not compared.
 """
@@ -41,10 +43,11 @@ def leg_map(events: list[dict], a_legs: list[str]) -> dict[str, str]:
     for i, uid in enumerate(a_legs):
         roles[uid] = f"{i}-a"
     for ev in events:
-        if ev.get("Event-Name") == "CHANNEL_CREATE" and ev.get("Unique-ID") in roles:
+        uid = ev.get("Unique-ID")
+        if ev.get("Event-Name") == "CHANNEL_CREATE" and uid in roles and roles[uid].endswith("-a"):
             other = ev.get("variable_other_loopback_leg_uuid")
-            if other:
-                roles[other] = roles[ev["Unique-ID"]].replace("-a", "-b")
+            if other and other not in roles:
+                roles[other] = roles[uid][:-2] + "-b"
     return roles
 
 
@@ -109,6 +112,20 @@ def test_x2_replay_capture_per_leg_event_order_matches_freeswitch(name):
     theirs = {theirs_roles[u]: seq for u, seq in per_leg(cap_events).items() if u in theirs_roles}
     ours = {ours_roles[u]: seq for u, seq in per_leg(events).items() if u in ours_roles}
     assert set(ours) == set(theirs)
+    # every event of every leg carries the same non-variable headers, in the same order
+    def by_role(evs, roles):
+        out: dict[str, list[dict]] = {}
+        for ev in evs:
+            uid = ev.get("Unique-ID")
+            if uid in roles and (ev.get("Application"), ev.get("Application-Data")) not in IGNORED_APPS:
+                out.setdefault(roles[uid], []).append(ev)
+        return out
+
+    ours_ev, theirs_ev = by_role(events, ours_roles), by_role(cap_events, theirs_roles)
+    for role in sorted(theirs_ev):
+        for mine, real in zip(ours_ev[role], theirs_ev[role]):
+            assert [k for k in mine if not k.startswith("variable_")] == \
+                [k for k in real if not k.startswith("variable_")], (role, real["Event-Name"])
     for role in sorted(theirs):
         assert ours[role] == theirs[role], "\n".join(map(str, [role, *zip(ours[role], theirs[role]), len(ours[role]), len(theirs[role]), ours[role][-3:], theirs[role][-3:]]))
     # and the non-channel events: one BACKGROUND_JOB per bgapi

@@ -147,6 +147,10 @@ class Channel:
     dtmf_buffer: str = ""  # digits already received (uuid_send_dtmf) and not yet read
     log: list[tuple[float, str, str]] = field(default_factory=list)  # (sim time, kind, detail)
     outcome: str | None = None  # the call-model outcome applied to this leg
+    callee_id_name: str = "Outbound Call"
+    callee_id_number: str | None = None  # None: the destination number
+    orig_caller_id_number: str | None = None  # None: caller_id_number
+    transfer_source: str | None = None
     _profile_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -159,6 +163,20 @@ class Channel:
 
     def note(self, now: float, kind: str, detail: str = "") -> None:
         self.log.append((now, kind, detail))
+
+    def flip_cid(self) -> None:
+        """switch_ivr_originate flips caller and callee on the originated leg once it is up:
+        afterwards Caller-Caller-ID-Number is the number dialled (channel_cid_flipped=yes)."""
+        if self.variables.get("channel_cid_flipped") == "yes":
+            return
+        pre = self.caller_id_number
+        self.orig_caller_id_number = self.orig_caller_id_number or pre
+        self.variables["pre_transfer_caller_id_number"] = pre
+        self.variables["channel_cid_flipped"] = "yes"
+        self.caller_id_name = self.callee_id_name or self.caller_id_name
+        self.caller_id_number = self.callee_id_number if self.callee_id_number is not None else self.destination
+        self.callee_id_number = pre
+        self.callee_id_name = ""
 
     def set_var(self, name: str, value: str | None) -> None:
         """Set (None: unset) a channel variable.  Names that could break event framing
@@ -288,7 +306,8 @@ class HeaderFactory:
 
 def _profile_key(prefix: str, ch: Channel) -> tuple:
     return (prefix, ch.name, ch.direction, ch.caller_id_name, ch.caller_id_number, ch.destination, ch.context,
-            ch.answered_at, ch.progress_at, ch.progress_media_at, ch.hangup_at, ch.bridged_at)
+            ch.answered_at, ch.progress_at, ch.progress_media_at, ch.hangup_at, ch.bridged_at,
+            ch.callee_id_name, ch.callee_id_number, ch.orig_caller_id_number, ch.transfer_source)
 
 
 def _profile(prefix: str, ch: Channel) -> list[tuple[str, str]]:
@@ -310,15 +329,23 @@ def _build_profile(prefix: str, ch: Channel) -> list[tuple[str, str]]:
     ]
     if ch.caller_id_name:  # switch_caller_profile_event_set_data skips empty fields
         h.append((f"{prefix}-Caller-ID-Name", ch.caller_id_name))
+    orig = ch.orig_caller_id_number or ch.caller_id_number
     h += [
         (f"{prefix}-Caller-ID-Number", ch.caller_id_number),
-        (f"{prefix}-Orig-Caller-ID-Number", ch.caller_id_number),
-        (f"{prefix}-Callee-ID-Name", "Outbound Call"),
-        (f"{prefix}-Callee-ID-Number", ch.destination),
-        (f"{prefix}-ANI", ch.caller_id_number),
+        (f"{prefix}-Orig-Caller-ID-Number", orig),
+    ]
+    if ch.callee_id_name:
+        h.append((f"{prefix}-Callee-ID-Name", ch.callee_id_name))
+    h += [
+        (f"{prefix}-Callee-ID-Number", ch.callee_id_number if ch.callee_id_number is not None else ch.destination),
+        (f"{prefix}-ANI", orig),
         (f"{prefix}-Destination-Number", ch.destination),
         (f"{prefix}-Unique-ID", ch.uuid),
         (f"{prefix}-Source", ch.source),
+    ]
+    if ch.transfer_source:
+        h.append((f"{prefix}-Transfer-Source", ch.transfer_source))
+    h += [
         (f"{prefix}-Context", ch.context),
         (f"{prefix}-Channel-Name", ch.name),
         (f"{prefix}-Profile-Index", "1"),
@@ -340,6 +367,9 @@ def _build_profile(prefix: str, ch: Channel) -> list[tuple[str, str]]:
     return h
 
 
+_NOT_IN_OTHER_LEG = frozenset({"Other-Leg-Profile-Index", "Other-Leg-Transfer-Source"})
+
+
 def channel_headers(
     ch: Channel,
     *,
@@ -353,7 +383,7 @@ def channel_headers(
     h += _profile("Caller", ch)
     if other is not None and ch.other_type:
         h.append(("Other-Type", ch.other_type))
-        h += [(k, v) for k, v in _profile("Other-Leg", other) if k != "Other-Leg-Profile-Index"]
+        h += [(k, v) for k, v in _profile("Other-Leg", other) if k not in _NOT_IN_OTHER_LEG]
     if variables:
         h += [(f"variable_{k}", v) for k, v in ch.variables.items()]
     return h

@@ -78,6 +78,7 @@ class OriginateMixin:
             ch = self.originate_legs(ds)
         except OriginateError as err:
             return f"-ERR {err.cause}\n"
+        ch.flip_cid()
         session = self.sessions.get(ch.uuid)
         if session is not None:
             if app is not None:

@@ -32,6 +32,8 @@ from .session import Message, Session
 
 logger = logging.getLogger(__name__)
 
+GONE_KEEP = 1000  # finished channels kept for Other-Leg-* headers of their partners
+
 
 class SimSwitch(OriginateMixin):
     """A simulated FreeSWITCH speaking mod_event_socket (see module docs)."""
@@ -60,6 +62,7 @@ class SimSwitch(OriginateMixin):
         }
         self.scripts: dict[str, collections.deque[PartyPlan]] = {}
         self.eavesdroppers: dict[str, set[str]] = {}  # target uuid -> uuids listening in
+        self._gone: collections.OrderedDict[str, Channel] = collections.OrderedDict()
         self.apps = AppRunner(self)
         self.api = ApiCommands(self)
         self.group = Group()
@@ -181,7 +184,7 @@ class SimSwitch(OriginateMixin):
         if not any(listener.may_want(name) for listener in self.listeners):
             self.headers.sequence += 1  # FreeSWITCH numbers every event, delivered or not
             return None  # nobody subscribed: skip building ~150 headers
-        other = self.find(ch.other_leg) if ch.other_leg else None
+        other = (self.channels.get(ch.other_leg) or self._gone.get(ch.other_leg)) if ch.other_leg else None
         first, extra = list(first), list(extra)
         base = self.headers.base(name)
         headers = base + first + channel_headers(ch, other=other, variables=variables, state_name=state_name,
@@ -346,6 +349,9 @@ class SimSwitch(OriginateMixin):
         self.fire_channel("CHANNEL_DESTROY", ch, variables=False)
         self.channels.pop(ch.uuid, None)
         self.sessions.pop(ch.uuid, None)
+        self._gone[ch.uuid] = ch  # a partner's later events still carry Other-Leg-* of this leg
+        if len(self._gone) > GONE_KEEP:
+            self._gone.popitem(last=False)
         if session.listener is not None:
             session.listener.channel_gone(ch)
 
@@ -366,6 +372,16 @@ class SimSwitch(OriginateMixin):
                 "bridge_to": other.uuid, "last_bridge_to": other.uuid, "bridge_channel": other.name,
                 "bridge_uuid": other.uuid, "signal_bond": other.uuid,
             })
+            if via_app == "uuid_bridge":
+                # uuid_bridge transfers both legs: FreeSWITCH records it in the profile and variables
+                source = f"{int(now)}:{new_uuid()}:uuid_br:{other.uuid}"
+                leg.transfer_source = source
+                leg.variables.update({
+                    "original_destination_number": leg.destination,
+                    "original_caller_id_name": leg.caller_id_name,
+                    "original_caller_id_number": leg.caller_id_number,
+                    "transfer_history": source, "transfer_source": source,
+                })
             leg.state = ChannelState.CS_EXCHANGE_MEDIA
             leg.note(now, "bridge", other.uuid)
             session = self.sessions.get(leg.uuid)
