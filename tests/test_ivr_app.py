@@ -111,13 +111,33 @@ def test_r1_call_answers_runs_the_menu_and_ends_cleanly(server_for):
 
 
 def test_r1_caller_hanging_up_mid_prompt_ends_the_call_greenlet(server_for):
+    import gc
+
+    def live_greenlets():
+        """Live greenlets running our code or greenswitch's (not gevent's resolver pool)."""
+        gc.collect()
+        ours = 0
+        for o in gc.get_objects():
+            if isinstance(o, gevent.Greenlet) and not o.dead:
+                run = getattr(o, "_run", None)
+                module = getattr(getattr(run, "__func__", run), "__module__", "") or ""
+                ours += module.startswith(("esl_dialer", "greenswitch"))
+        return ours
+
     server, reports = server_for(local_settings())
+    warm_up = FakeOutboundCall(server.port, digits={"dialer_menu_digits": "2"}).start()  # resolver pool etc.
+    assert warm_up.ended.wait(5) and wait_until(lambda: server.connection_count == 0)
+    gevent.sleep(0.3)
+    reports.clear()
+    before = live_greenlets()
     calls = [FakeOutboundCall(server.port, digits={"dialer_menu_digits": "2"}, hangup_during="playback",
                               app_seconds=0.2).start() for _ in range(20)]
     assert all(c.ended.wait(5) for c in calls)
     assert wait_until(lambda: len(server.calls) == 0 and server.connection_count == 0)
     assert len(reports) == 20 and {r.outcome for r in reports} == {"caller_hangup"}
     assert all("hangup" not in c.apps() for c in calls)  # nothing sent to a gone caller
+    gevent.sleep(0.3)
+    assert live_greenlets() <= before + 2  # no session reader/dispatcher left behind
 
 
 def test_r1_server_survives_garbage_and_silent_connections(server_for):
@@ -287,6 +307,21 @@ def test_r3_menu_downloaded_with_etag_and_offline_copy(remote, tmp_path):
     with pytest.raises(MenuUnavailable):
         RemoteCenter("remote", "http://127.0.0.1:9", key, cache_dir=str(tmp_path / "empty"), timeout_s=0.5,
                      retries=0).fetch_menu("test")
+
+
+def test_r3_ivr_service_starts_from_a_downloaded_menu_and_its_offline_copy(remote, tmp_path):
+    from esl_dialer.ivr.config import build_service
+
+    db, ctl, key = remote
+    ivr_service.put_menu(db, {**MENU, "name": "svc"})
+    doc = {"centers": {"remote": {"url": ctl.url, "api_key": key, "cache_dir": str(tmp_path)}}}
+    service = build_service(doc, port=0, menu_url=f"{ctl.url}/api/v1/ivr/svc")
+    assert service.menus.last_source == "downloaded" and service.menus.current().name == "svc"
+    # the remote center is down: the IVR still starts, on the cached copy
+    down = {"centers": {"remote": {"url": "http://127.0.0.1:9", "api_key": key, "cache_dir": str(tmp_path),
+                                   "timeout_s": 0.5}}}
+    service = build_service(down, port=0, menu_url="http://127.0.0.1:9/api/v1/ivr/svc")
+    assert service.menus.last_source == "offline_copy" and service.menus.current().name == "svc"
 
 
 def test_r8_lookup_at_the_remote_application_server(remote, server_for):

@@ -109,16 +109,14 @@ class IvrSession(OutboundSession):
 
     def _on_execute_complete(self, event) -> None:
         app_uuid = event.headers.get("Application-UUID")
-        result = self._executions.pop(app_uuid, None) if app_uuid else None
-        if result is None:
-            # A switch that does not echo Event-UUID: oldest pending run of that app.
+        if app_uuid not in self._executions:
+            # A switch that does not echo Event-UUID: the oldest pending run of that app.
             app = event.headers.get("Application")
-            for key, (name, pending) in list(self._by_app.items()):
-                if name == app and key in self._executions:
-                    result = self._executions.pop(key)
-                    break
-        if result is not None:
-            self._by_app.pop(next((k for k, (_, r) in self._by_app.items() if r is result), None), None)
+            app_uuid = next((key for key, (name, _) in self._by_app.items()
+                             if name == app and key in self._executions), None)
+        if app_uuid is not None:
+            result = self._executions.pop(app_uuid)
+            self._by_app.pop(app_uuid, None)
             result.set(event)
 
     def start(self, app: str, arg: str | None = None) -> gevent.event.AsyncResult:
