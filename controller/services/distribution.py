@@ -26,7 +26,6 @@ import logging
 import threading
 import time
 from typing import Any, Iterable, Mapping, Optional, Sequence
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,15 +40,16 @@ from ..models import (
     Agent, CallAttempt, CallRecord, Campaign, DncEntry, Pool, Queue, QueueFeed, RecycleRule, utcnow,
 )
 from .queues import depletion_rate
-from .txn import bind as _bind, is_postgres, write_connection, write_session
+from .txn import bind as _bind, write_connection, write_session
 from .workers import WorkerIdentity
 
 logger = logging.getLogger(__name__)
 
 WEB_LEAD_PRIORITY = -100
 CALLBACK_PRIORITY = -50
-#: how often (s) one process sweeps expired leases back to their pools
-EXPIRY_INTERVAL_S = 5.0
+#: how often (s) one process sweeps expired leases back to their pools (a
+#: table scan: leases last 15 minutes, so a 15 s delay is immaterial)
+EXPIRY_INTERVAL_S = 15.0
 #: how long (s) the list of a campaign's time zones is cached per process
 ZONES_CACHE_S = 60.0
 #: how long (s) a queue's measured depletion rate is reused per process
@@ -335,6 +335,11 @@ def expire_leases(db: Database, now: Optional[dt.datetime] = None) -> int:
     if n:
         logger.info("%d expired leases returned to their pools", n)
     return n
+
+
+def sweep_if_due(db: Database, now: Optional[dt.datetime] = None) -> None:
+    """Expire leases if this process has not done so for EXPIRY_INTERVAL_S."""
+    _maybe_sweep(db, now or utcnow())
 
 
 def _maybe_sweep(db: Database, now: dt.datetime) -> None:

@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from esl_dialer.messages import AgentState, CampaignStatus
+from esl_dialer.messages import AgentState
 
 from ..db import Database
 from ..errors import Conflict, InvalidInput, NotFound, Unauthorized
