@@ -221,3 +221,56 @@ def test_r7_sendmsg_loops_event_uuid_export_read_record(sim, app_server):
     hist = sim.history_of(uuid)
     assert hist.recordings == ["/tmp/call.wav"] and hist.variables["dialer_x"] == "1"
     assert [p.file for p in hist.playbacks][:2] == ["tone_stream://%(100,0,440)"] * 2
+
+
+@pytest.mark.skipif(not CAPTURES.exists(), reason="captures not available")
+def test_r1_outbound_session_events_match_capture(sim, app_server):
+    """The b_outbound session replayed: same events, applications and header names, in order."""
+    _, accepted = app_server
+    cap = [json.loads(line) for line in (CAPTURES / "b_outbound.jsonl").open()]
+    theirs = [d["event"] for d in cap if "event" in d]
+    g = gevent.spawn(sim.api.run, "originate",
+                     "{origination_caller_id_number=15551230001,dialer_ivr=main}loopback/7000 &park()")
+    c = RawEslClient("127.0.0.1", 0, sock=accepted.get(timeout=5))
+    c.command("connect")
+    c.read_frame()
+    ours = []
+
+    def step(line: str | None = None, until: tuple[str, str | None] | None = None, *, msg=None):
+        if line is not None:
+            c.reply(line)
+        if msg is not None:
+            c.send(encode_sendmsg(None, msg))
+        while until is not None:
+            frame = c.read_frame()
+            if frame.content_type == "command/reply":
+                continue
+            if frame.content_type == "text/disconnect-notice":
+                return frame
+            ev = parse_event(frame)
+            ours.append(dict(ev.headers))
+            if (ev.name, ev.get("Application")) == until:
+                return frame
+
+    def app(name, arg=None):
+        msg = {"call-command": "execute", "execute-app-name": name}
+        if arg is not None:
+            msg["execute-app-arg"] = arg
+        return msg
+
+    step("myevents")
+    step("linger 5")
+    step(msg=app("answer"), until=("CHANNEL_EXECUTE_COMPLETE", "answer"))
+    step(msg=app("playback", "tone_stream://%(500,0,440)"), until=("CHANNEL_EXECUTE_COMPLETE", "playback"))
+    step(msg=app("play_and_get_digits",
+                 "1 1 1 1000 # tone_stream://%(100,0,350) silence_stream://250 dialer_digit \\d"),
+         until=("CHANNEL_EXECUTE_COMPLETE", "play_and_get_digits"))
+    step(msg=app("set", "dialer_proxy_token=abc123"), until=("CHANNEL_EXECUTE_COMPLETE", "set"))
+    notice = step(msg=app("hangup", "NORMAL_CLEARING"), until=("never", None))
+    assert notice.headers["Content-Disposition"] == "linger"
+    g.join(timeout=5)
+    assert [(e["Event-Name"], e.get("Application")) for e in ours] == \
+        [(e["Event-Name"], e.get("Application")) for e in theirs]
+    for mine, real in zip(ours, theirs):
+        assert [k for k in mine if not k.startswith("variable_")] == \
+            [k for k in real if not k.startswith("variable_")], real["Event-Name"]

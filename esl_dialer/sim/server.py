@@ -95,6 +95,7 @@ class Listener:
         self.linger_s: float | None = None
         self.divert = False
         self.connected = False
+        self.session_gone = False
         self.closed = False
         self.missed = 0
         self.inbox: Queue = Queue()
@@ -262,6 +263,8 @@ class Listener:
     def offer(self, event: SimEvent) -> None:
         if self.closed or not self.wants(event):
             return
+        if self.session_gone and event.unique_id == self.my_uuid:
+            return  # after HANGUP_COMPLETE the controlled channel is gone for this socket (no DESTROY)
         if self.inbox.qsize() >= MAX_QUEUE:
             self.missed += 1
             if self.missed > MAX_MISSED:
@@ -272,6 +275,7 @@ class Listener:
 
     def channel_gone(self, ch) -> None:
         """The controlled channel finished (after CHANNEL_HANGUP_COMPLETE was queued)."""
+        self.session_gone = True
         self.inbox.put(("gone", ch))
 
     def _channel_gone(self) -> bool:

@@ -345,6 +345,9 @@ class SimSwitch(OriginateMixin):
         self.fire_channel("CHANNEL_STATE", ch, variables=False)
         ch.set_hangup_variables()
         self.fire_channel("CHANNEL_HANGUP_COMPLETE", ch, first=[("Hangup-Cause", ch.hangup_cause or "")])
+        if session.listener is not None:
+            session.listener.channel_gone(ch)
+            session.listener = None
         ch.state = ChannelState.CS_DESTROY
         self.fire_channel("CHANNEL_DESTROY", ch, variables=False)
         self.channels.pop(ch.uuid, None)
@@ -352,8 +355,6 @@ class SimSwitch(OriginateMixin):
         self._gone[ch.uuid] = ch  # a partner's later events still carry Other-Leg-* of this leg
         if len(self._gone) > GONE_KEEP:
             self._gone.popitem(last=False)
-        if session.listener is not None:
-            session.listener.channel_gone(ch)
 
     # -- bridge -----------------------------------------------------------------
     def bridge(self, a: Channel, b: Channel, via_app: str = "uuid_bridge") -> None:
