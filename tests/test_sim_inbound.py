@@ -344,3 +344,41 @@ def test_x2_fuzz_server_survives_any_bytes(sim, chunks):
     assert check.auth().reply_text == "+OK accepted"
     assert check.reply("api status").text.startswith("UP ")
     check.close()
+
+
+def test_x2_every_command_through_greenswitch(sim, esl):
+    """The command set driven by greenswitch's InboundESL, reply texts as FreeSWITCH's."""
+    sim.add_user("1001", answer_after_s=0.1)
+    assert esl.send("event plain ALL").headers["Reply-Text"] == "+OK event listener enabled plain"
+    assert esl.send("filter Event-Name CHANNEL_ANSWER").headers["Reply-Text"].startswith("+OK filter added.")
+    assert esl.send("filter delete all").headers["Reply-Text"].startswith("+OK filter deleted.")
+    assert esl.send("nixevent HEARTBEAT").headers["Reply-Text"] == "+OK events nixed"
+    a = esl.send("api originate {origination_uuid=" + "a" * 8 + "-0000-0000-0000-000000000001}loopback/9993 &park()")
+    ua = a.data.split()[1]
+    ub = esl.send("api originate user/1001 &park()").data.split()[1]
+    assert esl.send(f"api uuid_bridge {ua} {ub}").data == f"+OK {ub}\n"
+    assert wait_until(lambda: sim.channels[ua].bridged_to == ub, 2)
+    assert esl.send(f"api uuid_broadcast {ua} tone_stream://%(100,0,440) bleg").data == "+OK Message sent\n"
+    assert esl.send(f"api uuid_break {ub} all").data == "+OK\n"
+    assert esl.send(f"api uuid_setvar {ua} k v").data == "+OK\n"
+    assert esl.send(f"api uuid_getvar {ua} k").data == "v"
+    assert esl.send(f"api uuid_getvar {ua} nope").data == "_undef_"
+    assert esl.send(f"api uuid_exists {ua}").data == "true"
+    assert esl.send(f"api uuid_answer {ua}").data == "+OK\n"
+    assert esl.send(f"api uuid_record {ua} start /tmp/x.wav").data == "+OK Success\n"
+    assert esl.send(f"api uuid_record {ua} stop /tmp/x.wav").data == "+OK Success\n"
+    assert esl.send(f"api uuid_send_dtmf {ub} 5").data == f"+OK {ub} sent DTMF 5.\n"
+    assert esl.send("api show calls as json").data.startswith('{"row_count":')
+    assert esl.send(f"api uuid_transfer {ub} 9990").data == "+OK\n"
+    job = esl.send("bgapi status").headers["Job-UUID"]
+    assert wait_until(lambda: any(e.headers.get("Job-UUID") == job for e in esl.events), 3)
+    # transferring one leg of a bridge hangs the other up (FreeSWITCH's default)
+    assert wait_until(lambda: ua not in sim.channels, 3)
+    assert esl.send(f"api uuid_kill {ua} USER_BUSY").data == "-ERR No such channel!\n"
+    assert wait_until(lambda: not sim.channels, 5)  # ub ran 9990: answer, sleep, hang up
+    assert esl.send("api hupall").data == "+OK hangup all channels with cause MANAGER_REQUEST\n"
+    names = {e.headers.get("Event-Name") for e in esl.events}
+    assert {"CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "PLAYBACK_START", "PLAYBACK_STOP", "RECORD_START",
+            "RECORD_STOP", "DTMF", "BACKGROUND_JOB", "CHANNEL_HANGUP_COMPLETE"} <= names
+    assert "HEARTBEAT" not in names
+    assert esl.send("noevents").headers["Reply-Text"] == "+OK no longer listening for events"
