@@ -112,6 +112,7 @@ class InboundConnection(InboundESL):
         except OSError as exc:
             raise NotConnected(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         self.sock.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
+        self.sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_KEEPALIVE, 1)  # as mod_event_socket does
         # The socket timeout bounds sendall; the reader treats a recv timeout as "idle".
         self.sock.settimeout(self.timeout)
         self.connected = True
