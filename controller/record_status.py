@@ -6,6 +6,7 @@ the code.  Bulk helpers take SQL conditions and apply the same table.
 """
 from __future__ import annotations
 
+import functools
 from typing import Iterable
 
 import sqlalchemy as sa
@@ -78,6 +79,30 @@ def bulk_set_status(
         .execution_options(synchronize_session=False)
     )
     return session.execute(stmt).rowcount
+
+
+def status_update_stmt(
+    new: S,
+    where: Iterable[sa.ColumnElement[bool]],
+    from_statuses: Iterable[S],
+    returning: Iterable[sa.ColumnElement] = (),
+    values: dict | None = None,
+) -> sa.Update:
+    """The UPDATE that :func:`bulk_set_status_returning` runs, for callers that
+    build it once (with bind parameters) and execute it many times.  ``values``
+    should include ``updated_at`` (e.g. as a bind parameter)."""
+    froms = [s for s in from_statuses]
+    for old in froms:
+        check(old, new)
+    values = dict(values or {})
+    if new in UNHELD:
+        values.setdefault("held_by_worker_id", None)
+        values.setdefault("held_until", None)
+        values.setdefault("queue_id", None)
+    stmt = sa.update(CallRecord.__table__).where(CallRecord.__table__.c.status.in_(froms), *list(where)).values(
+        status=new, **values)
+    returning = list(returning)
+    return stmt.returning(*returning) if returning else stmt
 
 
 def bulk_set_status_returning(

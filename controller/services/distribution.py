@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import logging
@@ -655,6 +656,73 @@ def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_secon
     return Lease(records, lease_seconds)
 
 
+def window_params(executor, campaign: CampaignInfo, now: dt.datetime) -> Optional[dict]:
+    """Bind values for :func:`_window_expr`: time-zone values now outside the
+    window (``closed``) and whether records without a zone may be called.
+    ``None``: nobody may be called now."""
+    default_ok = _callable(None, campaign, now)
+    if not campaign.by_number:
+        return {"closed": [], "null_ok": True} if default_ok else None
+    key = (id(_bind(executor)), str(_bind(executor).url), campaign.id)
+    zones = [z for z in _zones.get(executor, key, campaign.id) if z]
+    closed = [z for z in zones if not _callable(z, campaign, now)]
+    if zones and len(closed) == len(zones) and not default_ok:
+        return None
+    return {"closed": closed, "null_ok": default_ok}
+
+
+def _window_expr() -> sa.ColumnElement[bool]:
+    tz = _REC.c.timezone
+    return sa.or_(
+        sa.and_(tz.is_not(None), tz.not_in(sa.bindparam("closed", expanding=True))),
+        sa.and_(tz.is_(None), sa.bindparam("null_ok", type_=sa.Boolean)),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _take_stmt(pg: bool) -> sa.Update:
+    """The lease statement, built once per dialect (bind parameters only), so
+    each lease costs a cache look-up instead of building a dozen SQL objects."""
+    window = _window_expr()
+    now = sa.bindparam("now", type_=sa.DateTime)
+    n = sa.bindparam("n", type_=sa.Integer)
+    qid = sa.bindparam("q", type_=sa.Integer)
+    urgent = sa.select(_REC.c.id, _REC.c.priority, sa.literal(-1).label("seq")).where(
+        _REC.c.pool_id.in_(_feed_pool_ids(qid, sa.bindparam("c", type_=sa.Integer))),
+        _REC.c.status == RecordStatus.READY, _REC.c.priority < 0,
+        _REC.c.difficulty <= sa.bindparam("skill", type_=sa.Integer),
+        sa.or_(_REC.c.next_attempt_at.is_(None), _REC.c.next_attempt_at <= now), window,
+    ).order_by(_REC.c.priority, _REC.c.id).limit(n)
+    queued = sa.select(_REC.c.id, _REC.c.priority, _REC.c.queue_seq.label("seq")).where(
+        _REC.c.queue_id == qid, _REC.c.status == RecordStatus.QUEUED, window,
+    ).order_by(_REC.c.priority, _REC.c.queue_seq, _REC.c.id).limit(n)
+    if pg:
+        urgent = urgent.with_for_update(skip_locked=True)
+        queued = queued.with_for_update(skip_locked=True)
+    u = urgent.cte("urgent").prefix_with("MATERIALIZED", dialect="postgresql")
+    q = queued.cte("queued").prefix_with("MATERIALIZED", dialect="postgresql")
+    both = sa.union_all(sa.select(u.c.id, u.c.priority, u.c.seq),
+                        sa.select(q.c.id, q.c.priority, q.c.seq)).subquery()
+    pick = sa.select(both.c.id).order_by(both.c.priority, both.c.seq, both.c.id).limit(n)
+    extra: list = []
+    if pg:
+        # Folded into the same round trip: the queue's fill before this
+        # statement (one CTE, evaluated once) and a DNC flag per record (D9).
+        fill = sa.select(sa.func.count().label("n")).select_from(_REC).where(
+            _REC.c.queue_id == qid, _REC.c.status == RecordStatus.QUEUED).cte("fill")
+        dnc_alias = DncEntry.__table__.alias("d")
+        extra = [sa.select(fill.c.n).scalar_subquery().label("fill"),
+                 sa.exists().where(dnc_alias.c.number == _REC.c.number).label("on_dnc")]
+    cols = [_REC.c[c.key] for c in _RECORD_COLS]
+    return record_status.status_update_stmt(
+        RecordStatus.LEASED, where=[_REC.c.id.in_(pick)],
+        from_statuses=[RecordStatus.READY, RecordStatus.QUEUED], returning=[*cols, *extra],
+        values={"held_by_worker_id": sa.bindparam("w", type_=sa.Integer),
+                "held_until": sa.bindparam("until", type_=sa.DateTime),
+                "queue_id": qid, "updated_at": sa.bindparam("now_ts", type_=sa.DateTime)},
+    )
+
+
 def _take(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", worker: WorkerIdentity, skill: int, n: int,
           now: dt.datetime, until: dt.datetime) -> tuple[list, int]:
     """One autocommit UPDATE ... RETURNING: due web leads / callbacks (priority
@@ -663,40 +731,14 @@ def _take(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", worker: Work
     with db.engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         pg = conn.dialect.name == "postgresql"
-        window = window_clause(conn, campaign, now)
+        window = window_params(conn, campaign, now)
         if window is None:
             return [], queue.max_size  # nothing callable now: no refill either
-        urgent = sa.select(_REC.c.id, _REC.c.priority, sa.literal(-1).label("seq")).where(
-            _REC.c.pool_id.in_(_feed_pool_ids(queue.id, queue.campaign_id)),
-            _REC.c.status == RecordStatus.READY, _REC.c.priority < 0, _REC.c.difficulty <= skill,
-            _eligible(now), window,
-        ).order_by(_REC.c.priority, _REC.c.id).limit(n)
-        queued = sa.select(_REC.c.id, _REC.c.priority, _REC.c.queue_seq.label("seq")).where(
-            _REC.c.queue_id == queue.id, _REC.c.status == RecordStatus.QUEUED, window,
-        ).order_by(_REC.c.priority, _REC.c.queue_seq, _REC.c.id).limit(n)
-        if pg:
-            urgent = urgent.with_for_update(skip_locked=True)
-            queued = queued.with_for_update(skip_locked=True)
-        u = urgent.cte("urgent").prefix_with("MATERIALIZED", dialect="postgresql")
-        q = queued.cte("queued").prefix_with("MATERIALIZED", dialect="postgresql")
-        both = sa.union_all(sa.select(u.c.id, u.c.priority, u.c.seq),
-                            sa.select(q.c.id, q.c.priority, q.c.seq)).subquery()
-        pick = sa.select(both.c.id).order_by(both.c.priority, both.c.seq, both.c.id).limit(n)
-        in_queue = sa.and_(_REC.c.queue_id == queue.id, _REC.c.status == RecordStatus.QUEUED)
-        extra: list = []
-        if pg:
-            # Folded into the same round trip: the queue's fill before this
-            # statement (one CTE, evaluated once) and a DNC flag per record (D9).
-            fill = sa.select(sa.func.count().label("n")).select_from(_REC).where(in_queue).cte("fill")
-            dnc_alias = DncEntry.__table__.alias("d")
-            extra = [sa.select(fill.c.n).scalar_subquery().label("fill"),
-                     sa.exists().where(dnc_alias.c.number == _REC.c.number).label("on_dnc")]
-        rows = record_status.bulk_set_status_returning(
-            conn, RecordStatus.LEASED, where=[CallRecord.id.in_(pick)],
-            from_statuses=[RecordStatus.READY, RecordStatus.QUEUED], returning=[*_RECORD_COLS, *extra],
-            held_by_worker_id=worker.id, held_until=until, queue_id=queue.id,
-        )
+        params = {**window, "now": now, "n": n, "q": queue.id, "c": queue.campaign_id, "skill": skill,
+                  "w": worker.id, "until": until, "now_ts": utcnow()}
+        rows = conn.execute(_take_stmt(pg), params).all()
         taken_from_queue = sum(1 for r in rows if r.queue_seq is not None)
+        in_queue = sa.and_(_REC.c.queue_id == queue.id, _REC.c.status == RecordStatus.QUEUED)
         if pg:
             fill = rows[0].fill if rows else conn.scalar(sa.select(sa.func.count()).select_from(_REC).where(in_queue))
             remaining = max(0, fill - taken_from_queue) if rows else fill
@@ -803,6 +845,16 @@ def _recycle_rules(session: Session, campaign_id: int) -> dict[str, RecycleSpec]
     return rules
 
 
+@functools.lru_cache(maxsize=8)
+def _insert_sql(cols: tuple) -> sa.TextClause:
+    table = CallAttempt.__table__
+    dialect = postgresql.dialect()
+    types = {c: table.c[c].type.compile(dialect=dialect) for c in cols}
+    return sa.text(f"INSERT INTO call_attempt ({', '.join(cols)}) SELECT * FROM unnest("
+                   + ", ".join(f"CAST(:a_{c} AS {types[c]}[])" for c in cols)
+                   + ") ON CONFLICT (client_id) DO NOTHING RETURNING client_id")
+
+
 def _insert_ignore(session: Session, rows: list[dict]) -> set[str]:
     """INSERT attempts, skipping client_ids already stored; returns those inserted.
 
@@ -815,16 +867,24 @@ def _insert_ignore(session: Session, rows: list[dict]) -> set[str]:
     dialect = _bind(session).dialect.name
     if dialect == "postgresql":
         # One fixed-text statement over arrays: prepared once, no per-row SQL.
-        cols = list(rows[0])
-        types = {c: table.c[c].type.compile(dialect=_bind(session).dialect) for c in cols}
-        sql = (f"INSERT INTO call_attempt ({', '.join(cols)}) SELECT * FROM unnest("
-               + ", ".join(f"CAST(:a_{c} AS {types[c]}[])" for c in cols)
-               + ") ON CONFLICT (client_id) DO NOTHING RETURNING client_id")
-        return set(session.execute(sa.text(sql), {f"a_{c}": [r[c] for r in rows] for c in cols}).scalars())
+        cols = tuple(rows[0])
+        return set(session.execute(_insert_sql(cols), {f"a_{c}": [r[c] for r in rows] for c in cols}).scalars())
     ins = sqlite.insert(table)
     stmt = ins.on_conflict_do_nothing(index_elements=["client_id"]).returning(table.c.client_id)
     conn = session if isinstance(session, sa.Connection) else session.connection()
     return set(conn.execute(stmt, rows).scalars())
+
+
+@functools.lru_cache(maxsize=4)
+def _records_for_results(pg: bool) -> sa.Select:
+    """The records a results upload names, locked (built once per dialect)."""
+    ids = (sa.bindparam("ids", type_=postgresql.ARRAY(sa.Integer)) if pg
+           else sa.bindparam("ids", expanding=True))
+    stmt = sa.select(
+        _REC.c.id, _REC.c.status, _REC.c.held_by_worker_id, _REC.c.campaign_id, _REC.c.attempts,
+        _REC.c.number, _REC.c.timezone, _REC.c.priority, _REC.c.is_callback,
+    ).where(_REC.c.id == sa.any_(ids) if pg else _REC.c.id.in_(ids)).order_by(_REC.c.id)
+    return stmt.with_for_update() if pg else stmt
 
 
 def record_results(db: Database, worker: WorkerIdentity, results: Sequence[ResultIn],
@@ -852,13 +912,8 @@ def record_results(db: Database, worker: WorkerIdentity, results: Sequence[Resul
                 seen.add(r.client_id)
                 fresh.append(r)
         record_ids = sorted({r.record_id for r in fresh})
-        stmt = sa.select(
-            _REC.c.id, _REC.c.status, _REC.c.held_by_worker_id, _REC.c.campaign_id, _REC.c.attempts,
-            _REC.c.number, _REC.c.timezone, _REC.c.priority, _REC.c.is_callback,
-        ).where(_in(session, _REC.c.id, record_ids, sa.Integer)).order_by(_REC.c.id)
-        if _bind(session).dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
-        records = {row.id: row for row in session.execute(stmt)}
+        pg = _bind(session).dialect.name == "postgresql"
+        records = {row.id: row for row in session.execute(_records_for_results(pg), {"ids": record_ids})}
         missing = [r for r in fresh if r.record_id not in records]
         if missing:
             known = set(session.scalars(sa.select(CallAttempt.client_id).where(
