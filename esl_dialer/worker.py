@@ -64,6 +64,8 @@ CALL_EVENTS = frozenset(
 )
 CLAIM_RETRY_S = 0.25
 CONTROLLER_RECHECK_S = 5.0
+PRUNE_EVERY_S = 600.0
+PRUNE_AFTER_S = 86400.0  # acknowledged results are kept a day for inspection, then dropped
 
 
 def iso(ts: Optional[float]) -> Optional[str]:
@@ -656,12 +658,18 @@ class AgentWorker:
 
     def _flush_loop(self) -> None:
         delay = 0.5
+        next_prune = time.monotonic() + PRUNE_EVERY_S
         while not self.stopping.is_set():
             self.kick_flush.wait(1.0)
             self.kick_flush.clear()
             try:
                 flush(self.store, self.client)
                 delay = 0.5
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY_S
+                    n = self.store.prune(PRUNE_AFTER_S)  # acknowledged results and closed records only
+                    if n:
+                        logger.info("worker %s: pruned %d old rows from the contingency file", self.s.agent, n)
             except ControllerError as exc:
                 logger.info("worker %s: results kept locally (%s)", self.s.agent, exc)
                 self.stopping.wait(delay)

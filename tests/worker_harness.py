@@ -186,6 +186,38 @@ def make_campaign(db, *, agents: list[str], records: int, name: str = "c1", numb
     return Campaign(cid, tokens, ids, numbers)
 
 
+def wait_quiet(workers, count, timeout: float, quiet_s: float = 6.0) -> None:
+    """Wait until the workers hold nothing, have no call and no pending result, and
+    ``count()`` (calls placed) has not moved for ``quiet_s`` (longer than the workers' 5-s
+    back-off after an outage): the campaign is done."""
+    import gevent
+
+    last, since = -1, time.monotonic()
+    with gevent.Timeout(timeout, AssertionError("campaign did not finish")):
+        while True:
+            gevent.sleep(0.2)
+            n = count()
+            idle = all(not w.core.calls and w.core.talking_to is None and w.store.stats().pending_results == 0
+                       and w.store.held_count() == 0 for w in workers)
+            if n != last or not idle:
+                last, since = n, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
+
+
+def leased_without_attempt(db, record_ids) -> list[int]:
+    """Records still LEASED with no attempt: a lease whose reply was lost when the controller
+    died (not retried, by design); they return to the pool when the lease expires."""
+    from controller.models import CallAttempt, CallRecord
+    from esl_dialer.messages import RecordStatus
+    import sqlalchemy as sa
+
+    with db.session() as s:
+        tried = set(s.scalars(sa.select(CallAttempt.record_id)))
+        leased = set(s.scalars(sa.select(CallRecord.id).where(CallRecord.status == RecordStatus.LEASED)))
+    return sorted(r for r in record_ids if r not in tried and r in leased)
+
+
 def attempts_by_record(db) -> dict[int, list]:
     from controller.models import CallAttempt
     import sqlalchemy as sa
