@@ -25,6 +25,7 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/agents", "agents", agents_page)
     bp.add_url_rule("/attempts", "attempts", attempts_page)
     bp.add_url_rule("/records/<int:record_id>", "record", record_page)
+    bp.add_url_rule("/proxies", "proxies", proxies_page)
 
 
 def index():
@@ -147,3 +148,22 @@ def record_page(record_id: int):
     except NotFound:
         abort(404, description=f"There is no call record {record_id}.")
     return render_template("record.html", r=timeline)
+
+
+#: the remote-queue page reloads itself this often (seconds)
+PROXIES_REFRESH_S = 5
+
+
+def proxies_page():
+    """Read-only view of the remote center's ACD queue (R1-R9): proxies waiting, bridged, ended."""
+    from ..services import acd
+
+    db = get_db()
+    live = acd.list_proxies(db, live_only=True)
+    recent = acd.list_proxies(db, live_only=False, limit=200)
+    counts: dict[str, int] = {}
+    for p in recent:
+        counts[p.state] = counts.get(p.state, 0) + 1
+    live_ids = {p.id for p in live}
+    ended = [p for p in recent if p.id not in live_ids][:50]
+    return render_template("proxies.html", live=live, ended=ended, counts=counts, refresh_s=PROXIES_REFRESH_S)
