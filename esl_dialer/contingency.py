@@ -299,11 +299,25 @@ class Contingency:
                     ).rowcount
         return n
 
+    def reject(self, client_id: str, reason: str) -> None:
+        """The controller refused this result as invalid: keep it in the file, stop sending it."""
+        logger.error("worker %s: result %s rejected by the controller: %s", self.worker, client_id, reason)
+        with self._tx() as db:
+            db.execute(
+                "UPDATE result SET acked_at = ?, outcome = ? WHERE client_id = ? AND acked_at IS NULL",
+                (self.clock(), ("rejected: " + reason)[:200], client_id),
+            )
+
+    def rejected(self) -> list[tuple[str, str]]:
+        return self._db.execute("SELECT client_id, outcome FROM result WHERE outcome LIKE 'rejected%'").fetchall()
+
     def prune(self, older_than_s: float = 86400.0) -> int:
         """Drop acknowledged results and closed records older than this."""
         cut = self.clock() - older_than_s
         with self._tx() as db:
-            n = db.execute("DELETE FROM result WHERE acked_at IS NOT NULL AND acked_at < ?", (cut,)).rowcount
+            n = db.execute(
+            "DELETE FROM result WHERE acked_at IS NOT NULL AND acked_at < ? AND outcome NOT LIKE 'rejected%'", (cut,)
+        ).rowcount
             n += db.execute(
                 "DELETE FROM record WHERE state IN ('done', 'released', 'expired', 'dropped') AND updated_at < ? "
                 "AND id NOT IN (SELECT record_id FROM result WHERE acked_at IS NULL)",
@@ -329,10 +343,27 @@ def flush(store: Contingency, client, batch: int = 200) -> int:
         pending = store.pending_results(batch)
         if not pending:
             return total
-        accepted, duplicates = client.results(pending)
-        n = store.ack(accepted, duplicates)
+        n = _upload(store, client, pending)
         total += n
         if n == 0:
             # The controller answered but acknowledged none of them: do not spin.
             logger.warning("worker %s: controller acknowledged none of %d results", store.worker, len(pending))
             return total
+
+
+def _upload(store: Contingency, client, results: list[dict]) -> int:
+    """One batch; a batch the controller refuses (4xx) is split until the bad result is
+    found, and that one alone is set aside as rejected, so it cannot block the rest forever."""
+    from .client import ApiError  # local: keep this module free of gevent at import
+
+    try:
+        accepted, duplicates = client.results(results)
+    except ApiError as exc:
+        if exc.status not in (400, 413, 422):
+            raise
+        if len(results) == 1:
+            store.reject(results[0]["client_id"], f"{exc.code}: {exc.message}")
+            return 1
+        half = len(results) // 2
+        return _upload(store, client, results[:half]) + _upload(store, client, results[half:])
+    return store.ack(accepted, duplicates)

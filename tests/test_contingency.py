@@ -213,3 +213,26 @@ def test_p10_controller_killed_mid_campaign(db, db_url, tmp_path):
     assert len(recorded) == len(set(recorded)) == len(uuids), "an attempt is missing or counted twice"
     assert set(recorded) == uuids
     assert all(len(attempts[rid]) == 1 for rid in camp.record_ids if rid not in lost)
+
+
+def test_p10_a_result_the_controller_refuses_does_not_block_the_others(store):
+    from esl_dialer.client import ApiError
+
+    class Strict:
+        calls = 0
+
+        def results(self, results):
+            Strict.calls += 1
+            if any(r["result"] == "bogus" for r in results):
+                raise ApiError(400, "invalid_input", "result must be an AttemptResult", "results")
+            return [r["client_id"] for r in results], []
+
+    store.add_leased([rec(i) for i in range(1, 8)], 600)
+    for i in range(1, 8):
+        store.mark_dialing(i, f"u{i}")
+        store.record_result({"record_id": i, "result": "bogus" if i == 5 else "busy"})
+    assert flush(store, Strict()) == 7
+    assert store.stats().pending_results == 0
+    (bad,) = store.rejected()
+    assert "invalid_input" in bad[1]
+    assert flush(store, Strict()) == 0  # nothing left to send
