@@ -260,6 +260,7 @@ class IvrCall:
                     snap.get("position"))
         hub = s.hubs.get(center.name)
         updates = hub.watch(proxy_id) if hub else gevent.queue.Queue()
+
         def on_gone(_event) -> None:
             updates.put(None)  # wakes the wait at once: R9 cancels without delay
 
@@ -275,9 +276,12 @@ class IvrCall:
     def _near_head(self, snap: Mapping[str, Any]) -> bool:
         if snap.get("state") == "offered" or snap.get("bridge_now"):
             return True
+        if snap.get("state") != "waiting":
+            return False
         position, wait = snap.get("position"), snap.get("expected_wait_s")
-        return (snap.get("state") == "waiting" and isinstance(position, int) and 0 < position <= self.settings.bridge_position) \
-            or (isinstance(wait, (int, float)) and wait <= self.settings.bridge_setup_s)
+        if isinstance(position, int) and 0 < position <= self.settings.bridge_position:
+            return True
+        return isinstance(wait, (int, float)) and wait <= self.settings.bridge_setup_s
 
     def _hold_until_near_head(self, snap: Mapping[str, Any], updates: gevent.queue.Queue) -> None:
         """R7: music and announcements here until the proxy nears the head (R6)."""
