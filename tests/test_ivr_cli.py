@@ -63,3 +63,29 @@ def test_acd_commands(db_url, db):
     assert res.exit_code == 1 and "dial string" in res.output
     res = run("acd", "peer-add", "local", env=env)
     assert res.exit_code == 1 and "exists" in res.output
+
+
+def test_r1_dialer_ivr_serves_until_sigterm(tmp_path):
+    """The real entry point: binds, prints where it listens, stops cleanly on SIGTERM."""
+    import json
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    menu = tmp_path / "local.json"
+    menu.write_text(json.dumps({"name": "local", "nodes": {"bye": {"type": "hangup"}}}))
+    from pathlib import Path
+
+    dialer = str(Path(sys.executable).parent / "dialer")  # the installed console script
+    proc = subprocess.Popen([dialer, "ivr", "--menu", str(menu), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert re.match(r"IVR listening on 127\.0\.0\.1:[1-9]\d* \(menu 'local' from file\)", line), line
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)

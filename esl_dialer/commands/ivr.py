@@ -7,7 +7,6 @@ monkey-patching is needed: greenswitch and the HTTP clients use gevent sockets.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 
 import click
@@ -17,12 +16,13 @@ import gevent.event
 logger = logging.getLogger(__name__)
 
 
-def _run_until_signal(start, stop, what: str) -> None:
+def _run_until_signal(start, stop, what) -> None:
+    """Start, print ``what()`` (after binding: the real port), serve until SIGINT/SIGTERM."""
     done = gevent.event.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(sig, done.set)
     start()
-    click.echo(what)
+    click.echo(what(), nl=True)
     done.wait()
     click.echo("stopping (calls get 5 s to end)")
     stop()
@@ -60,8 +60,8 @@ def ivr_command(config_path, host, port, menu_file, menu_url) -> None:
                                        f"{service.server.bind_port[0]}: {err.strerror}") from None
 
     _run_until_signal(start, service.stop,
-                      f"IVR listening on {service.server.bind_address}:{service.server.port or port} "
-                      f"(menu {menu.name!r} from {service.menus.last_source}); Ctrl-C stops")
+                      lambda: f"IVR listening on {service.server.bind_address}:{service.server.port} "
+                              f"(menu {menu.name!r} from {service.menus.last_source}); Ctrl-C stops")
 
 
 @click.command("ivr-acceptor")
@@ -89,7 +89,7 @@ def acceptor_command(host, port, controller_url, key) -> None:
         except OSError as err:
             raise click.ClickException(f"cannot listen on {host}:{port}: {err.strerror}") from None
 
-    _run_until_signal(start, server.stop, f"leg acceptor listening on {host}:{port}; Ctrl-C stops")
+    _run_until_signal(start, server.stop, lambda: f"leg acceptor listening on {host}:{server.port}; Ctrl-C stops")
 
 
 COMMANDS = [ivr_command, acceptor_command]

@@ -35,6 +35,7 @@ from .server import DEFAULT_HOST, DEFAULT_PORT, IvrServer
 
 logger = logging.getLogger(__name__)
 
+REMOTE_KEY_ENV = "DIALER_REMOTE_KEY"
 SETTING_KEYS = {f.name for f in dataclasses.fields(IvrSettings)} - {"menu_provider", "centers", "hubs", "on_call_end"}
 
 
@@ -163,8 +164,13 @@ def build_service(doc: Mapping[str, Any], *, host: str | None = None, port: int 
         base = f"{parts.scheme}://{parts.netloc}{parts.path.split(marker)[0]}"
         name = parts.path.split(marker, 1)[1].strip("/")
         center = next((c for c in centers.values() if c.base_url.rstrip("/") == base.rstrip("/")), None)
+        if center is None and os.environ.get(REMOTE_KEY_ENV) and "remote" not in centers:
+            # `dialer ivr --menu-url URL` with no config: that center is "remote", key from the env
+            center = centers["remote"] = RemoteCenter(name="remote", base_url=base,
+                                                      api_key=os.environ[REMOTE_KEY_ENV])
         if center is None:
-            raise IvrConfigError(f"no [centers.*] entry with url = {base!r} (its key is needed for the menu)")
+            raise IvrConfigError(f"no [centers.*] entry with url = {base!r} (its key is needed for the menu; "
+                                 f"or set {REMOTE_KEY_ENV})")
         try:
             menus = MenuSource(center=center, name=name, refresh_s=float(ivr.get("menu_refresh_s", 60)))
         except (MenuUnavailable, MenuError) as err:
