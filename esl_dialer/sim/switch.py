@@ -54,7 +54,7 @@ class SimSwitch(OriginateMixin):
         self.channels: dict[str, Channel] = {}
         self.sessions: dict[str, Session] = {}
         # every channel ever created, newest last; bounded so a long-running sim does not grow forever
-        self.history: collections.deque[Channel] = collections.deque(maxlen=self.config.history_limit)
+        self.history: list[Channel] = []
         self.listeners: set = set()
         self.users: dict[str, UserPhone] = dict(self.config.users)
         self._dialplan: dict[str, list[tuple[str, str]]] = {
@@ -234,6 +234,9 @@ class SimSwitch(OriginateMixin):
         ch.variables.update({"read_codec": codec, "read_rate": "8000", "write_codec": codec, "write_rate": "8000"})
         self.channels[uid] = ch
         self.history.append(ch)
+        limit = self.config.history_limit
+        if len(self.history) > limit + max(1, limit // 10):  # trim in batches: amortised O(1), still a list
+            del self.history[: len(self.history) - limit]
         self.peak = max(self.peak, len(self.channels))
         session = Session(self, ch)
         self.sessions[uid] = session
