@@ -360,31 +360,45 @@ class DemoStack:
         import gevent.pool
 
         say("== stopping: callers, workers (live calls end, unused records go back), switches, controller ==")
+        t0 = time.monotonic()
         if self.stop_event is not None:
             self.stop_event.set()
-        if self.ivr is not None:
-            self.ivr.stop(timeout=3)
-        if self.host is not None:
-            if self.host.console_server is not None:
-                self.host.console_server.stop(timeout=1)
+
+        def stop_callers_and_workers() -> None:
+            # the two sides are independent: stop them side by side
             stoppers = gevent.pool.Group()
-            for w in self.host.workers:
-                stoppers.spawn(w.stop, 3.0, drain_s=3.0)
+            if self.ivr is not None:
+                stoppers.spawn(self.ivr.stop, 3)
+            if self.host is not None:
+                if self.host.console_server is not None:
+                    self.host.console_server.stop(timeout=1)
+                for w in self.host.workers:
+                    stoppers.spawn(w.stop, 3.0, drain_s=3.0)
             stoppers.join(timeout=15)
-        if self.switch is not None:
-            self.switch.close()
-        for sim in (self.ivr_sim, self.sim):
-            if sim is not None:
-                sim.stop(timeout=3)
-        if self.group is not None:
-            self.group.kill(timeout=5)
-        if self.http is not None:
-            self.http.stop(timeout=3)
-        if self.app is not None:
-            self.app.extensions["dialer_db"].dispose()
+
+        steps = [
+            ("IVR, callers and workers", True, stop_callers_and_workers),
+            ("switch connection", self.switch is not None, lambda: self.switch.close()),
+            ("IVR switch", self.ivr_sim is not None, lambda: self.ivr_sim.stop(timeout=3)),
+            ("outbound switch", self.sim is not None, lambda: self.sim.stop(timeout=3)),
+            ("reporters", self.group is not None, lambda: self.group.kill(timeout=5)),
+            ("controller", self.http is not None, lambda: self.http.stop(timeout=1)),
+            ("controller database", self.app is not None, lambda: self.app.extensions["dialer_db"].dispose()),
+        ]
+        for label, present, fn in steps:
+            if present:
+                t = time.monotonic()
+                fn()
+                logger.info("demo: %s stopped in %.1f s", label, time.monotonic() - t)
         gevent.sleep(0.2)
         left = leftover_greenlets()
+        if left:
+            # e.g. a browser tab still streaming from the agent console, whose server has no pool
+            logger.info("ending %d request greenlet(s) still running: %s", len(left), ", ".join(left))
+            gevent.killall([g for g in gc.get_objects() if _running_greenlet(g)], timeout=3)
+            left = leftover_greenlets()
         self.final_report()
+        say(f"stopped in {time.monotonic() - t0:.1f} s")
         if self.db is not None:
             self.db.dispose()
         return left
@@ -439,15 +453,17 @@ class DemoStack:
             + (f", IVR calls ended {len(self.ivr.reports)}" if self.ivr is not None else ""))
 
 
-def leftover_greenlets() -> list[str]:
-    """Names of greenlets still running apart from the current one (a clean stop leaves none)."""
+def _running_greenlet(obj: Any) -> bool:
     import gevent
 
-    current = gevent.getcurrent()
-    hub = gevent.get_hub()
+    return isinstance(obj, gevent.Greenlet) and obj is not gevent.getcurrent() and not obj.dead
+
+
+def leftover_greenlets() -> list[str]:
+    """Names of greenlets still running apart from the current one (a clean stop leaves none)."""
     out = []
     for obj in gc.get_objects():
-        if isinstance(obj, gevent.Greenlet) and obj is not current and obj is not hub and not obj.dead:
+        if _running_greenlet(obj):
             fn = getattr(obj, "_run", None)
             out.append(f"{getattr(obj, 'name', None) or obj!r} ({getattr(fn, '__qualname__', fn)})")
     return out
