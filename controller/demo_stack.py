@@ -108,7 +108,18 @@ class DemoOptions:
 
 
 def exec_demo(options: DemoOptions) -> None:
-    """Replace this process with a monkey-patched interpreter running the demo (never returns)."""
+    """Replace this process with a monkey-patched interpreter running the demo (never returns).
+
+    Refuses when stdout is not a real file (click's CliRunner in a test): the
+    exec would replace the test runner itself.
+    """
+    import io
+
+    try:
+        sys.stdout.fileno()
+    except (AttributeError, io.UnsupportedOperation, ValueError):
+        raise RuntimeError("`dialer demo` runs in a fresh process and needs a real stdout; "
+                           "in tests use --load-only or run it as a subprocess") from None
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-c", BOOTSTRAP, *options.to_argv()])

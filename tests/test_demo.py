@@ -214,3 +214,13 @@ def test_demo_runs_the_whole_system_and_stops_cleanly(tmp_path):
     assert placed >= attempts
     # every listener is gone
     assert _port_closed(url) and _port_closed(console)
+
+
+def test_demo_under_clirunner_refuses_instead_of_replacing_the_test_process(tmp_path):
+    from click.testing import CliRunner
+
+    from controller.cli import main as cli
+
+    result = CliRunner().invoke(cli, ["demo", "--database-file", str(tmp_path / "d.db"), "--ports", "auto",
+                                      "--duration", "1"])
+    assert result.exit_code == 1 and "--load-only" in result.output

@@ -86,8 +86,12 @@ def demo(ctx: click.Context, database_file: Path, duration: float | None, no_ivr
 
     root = ctx.find_root().params.get("verbose", 0) or 0
     # the stack needs gevent's monkey-patching before anything is imported: a fresh interpreter
-    exec_demo(DemoOptions(database_file=database_file, port=port, sim_port=sim_port, console_port=console_port,
-                          auto_ports=ports == "auto", duration=duration, ivr=not no_ivr, verbose=root))
+    options = DemoOptions(database_file=database_file, port=port, sim_port=sim_port, console_port=console_port,
+                          auto_ports=ports == "auto", duration=duration, ivr=not no_ivr, verbose=root)
+    try:
+        exec_demo(options)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 COMMANDS = [demo]
