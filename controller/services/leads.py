@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from esl_dialer.messages import RecordStatus
