@@ -22,6 +22,7 @@ fresh interpreter (see :func:`exec_demo`).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import gc
@@ -248,6 +249,7 @@ class DemoStack:
         self.group = None
         self.stop_event = None
         self.rearmed = 0
+        self.data_dir = None
         self.t0 = time.monotonic()
 
     # life
@@ -263,7 +265,7 @@ class DemoStack:
             "(all day, so the demo dials whenever you run it)")
         stale = release_stale_leases(self.db, self.campaign_id)
         if stale:
-            say(f"  {stale} record(s) left leased by an earlier run returned to their pool")
+            say(f"  {stale} record(s) still queued or leased from an earlier run returned to their pool")
         back = rearm_records(self.db, self.campaign_id)
         if back:
             say(f"  {back} sample record(s) dialed in an earlier run put back in their pool")
@@ -306,7 +308,11 @@ class DemoStack:
                 self.sim.add_user(ext, answer_after_s=0.5)
         # workers, one process, one event-socket connection
         self.switch = sw.Switch(o.host, self.sim.port, self.sim.password, name="demo switch").start()
-        data_dir = Path(o.database_file).resolve().parent / "worker"
+        # contingency files belong to one controller URL: fixed ports reuse them run after run (results
+        # of a killed run are flushed at the next start); ephemeral ports get a directory of their own
+        data_dir = Path(o.database_file).resolve().parent / "worker" / (
+            f"{'auto' if o.auto_ports else 'port'}-{self.http.server_port}")
+        self.data_dir = data_dir
         settings = [WorkerSettings(
             agent=ext, controller=self.url, token=self.tokens[ext], data_dir=data_dir,
             dial_template="sofia/gateway/demo/{number}", greetings_dir="/sounds/esl-dialer/greetings",
@@ -414,6 +420,27 @@ class DemoStack:
             self.db.dispose()
         return left
 
+    def remove_auto_data_dir(self) -> None:
+        """After a clean stop with ephemeral ports: the contingency files (all flushed) go too."""
+        import shutil
+
+        if self.data_dir is None or not self.data_dir.name.startswith("auto-"):
+            return
+        import sqlite3
+
+        pending = 0
+        for path in self.data_dir.glob("contingency-*.sqlite"):
+            try:
+                with contextlib.closing(sqlite3.connect(path)) as con:
+                    pending += con.execute("SELECT COUNT(*) FROM result WHERE acked_at IS NULL").fetchone()[0]
+            except sqlite3.Error as exc:
+                logger.warning("demo: cannot read %s (%s); keeping it", path, exc)
+                return
+        if pending:
+            say(f"  {pending} result(s) not uploaded stay in {self.data_dir}")
+            return
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
     # reporting
     def _progress_loop(self) -> None:
         from sqlalchemy.exc import SQLAlchemyError
@@ -486,6 +513,12 @@ def configure_logging(verbose: int) -> None:
 
 
 def main(argv: list[str]) -> int:
+    from esl_dialer.contingency import ContingencyError
+    from esl_dialer.esl.inbound import SwitchError
+    from esl_dialer.sim import SimConfigError
+
+    from .errors import DialerError
+
     options = DemoOptions.from_argv(argv)
     configure_logging(options.verbose)
     stack = DemoStack(options)
@@ -495,11 +528,14 @@ def main(argv: list[str]) -> int:
         stack.run()
     except KeyboardInterrupt:
         pass
-    except OSError as exc:  # a port in use, most likely
+    except (OSError, DialerError, ContingencyError, SwitchError, SimConfigError) as exc:
+        # a port in use, most likely; everything started so far is stopped
         say(f"demo: cannot start: {exc}")
         stack.stop()
         return 1
     left = stack.stop()
+    if options.auto_ports and not left:
+        stack.remove_auto_data_dir()
     if left:
         say(f"demo stopped; greenlets still running: {', '.join(left)}")
         return 1
