@@ -64,6 +64,18 @@ def _insert(session: Session):
     return sqlite.insert(table).on_conflict_do_nothing(index_elements=["number"])
 
 
+def _insert_many(session: Session, new: list[str], source: Optional[str]) -> None:
+    now = utcnow()
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        # One statement per batch (an executemany is one round trip per row).
+        conn.exec_driver_sql(
+            "INSERT INTO dnc_entry (number, source, added_at) SELECT unnest(%s::text[]), %s, %s "
+            "ON CONFLICT (number) DO NOTHING", (new, source, now))
+    else:
+        session.execute(_insert(session), [{"number": n, "source": source, "added_at": now} for n in new])
+
+
 def dnc_hits(session: Session, e164s: Iterable[str]) -> set[str]:
     """Which of these E.164 numbers are on the list (batched IN look-ups)."""
     todo = list(e164s)
@@ -163,9 +175,7 @@ def load_file(
                 existing = dnc_hits(session, batch)
                 new = [n for n in batch if n not in existing]
                 if new:
-                    now = utcnow()
-                    session.execute(_insert(session), [{"number": n, "source": source, "added_at": now}
-                                                       for n in new])
+                    _insert_many(session, new, source)
             added += len(new)
             already += len(existing)
             batch.clear()
