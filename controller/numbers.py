@@ -45,6 +45,7 @@ if hasattr(phonenumbers, "enable_pattern_cache"):
 MAX_RAW_LENGTH = 250
 
 UNKNOWN_TZ = "Etc/Unknown"
+TIMEZONE_COLUMN_MAX = 200  # call_record.timezone
 
 #: phonenumbers' own type helper: one metadata pattern pass gives both the
 #: validity and the type.  ``is_valid_number`` + ``number_type`` would do that
@@ -98,7 +99,7 @@ class ParsedNumber:
     geographical: bool
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)  # no slots: timezone_column is a cached_property
 class Location:
     city: Optional[str]
     region: Optional[str]  # state / province
@@ -106,8 +107,16 @@ class Location:
 
     @property
     def timezone_text(self) -> Optional[str]:
-        """The form stored in ``call_record.timezone``: space-separated, or None."""
+        """Space-separated zone names, or None."""
         return " ".join(self.timezones) or None
+
+    @functools.cached_property
+    def timezone_column(self) -> Optional[str]:
+        """What ``call_record.timezone`` stores: :attr:`timezone_text`, or None when it
+        does not fit the column (NANP toll-free: 40+ zones, no usable local time;
+        the campaign's zone applies, SPEC X1)."""
+        text = self.timezone_text
+        return text if text is None or len(text) <= TIMEZONE_COLUMN_MAX else None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -257,8 +266,21 @@ def _prefix_lengths() -> tuple[dict[str, int], int]:
 
 def prefix_key_length(e164: str) -> int:
     """How many leading E.164 digits decide the geocoder and time-zone answers."""
+    cached = _keylen_cache.get(e164[1:4])
+    if cached is not None:
+        return cached
     lengths, longest = _prefix_lengths()
     digits = e164[1:]
+    if len(digits) >= 3:  # the first 3 digits always contain the whole country code
+        _keylen_cache[digits[:3]] = _key_length(digits, lengths, longest)
+        return _keylen_cache[digits[:3]]
+    return _key_length(digits, lengths, longest)
+
+
+_keylen_cache: dict[str, int] = {}
+
+
+def _key_length(digits: str, lengths: dict[str, int], longest: int) -> int:
     for n in (1, 2, 3):
         if digits[:n] in lengths:
             return lengths[digits[:n]]

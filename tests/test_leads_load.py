@@ -329,3 +329,11 @@ def test_shipped_sample_loads(db, tmp_path):
     assert summary.invalid > 0 and summary.rejected > 0
     assert summary.loaded + summary.duplicate + summary.dnc + summary.invalid + summary.rejected == summary.total
     assert json.dumps(summary.as_dict())
+
+
+def test_x1_toll_free_numbers_store_no_zone(db, campaign, tmp_path):
+    """1-800 numbers span 40+ zones: no usable local time, the campaign's zone applies."""
+    path = write(tmp_path / "tf.csv", "phone\n1-800-356-9377\n")
+    assert leads.load_leads(db, path, "spring", "main").loaded == 1
+    (r,) = records(db)
+    assert r.timezone is None and r.city is None
