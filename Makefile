@@ -19,7 +19,7 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: install
-	$(BIN)/dialer demo
+	$(BIN)/dialer demo $(DEMO_ARGS)
 
 bench: install
 	$(BIN)/python bench/run_all.py

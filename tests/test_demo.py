@@ -151,12 +151,12 @@ def _port_closed(url: str) -> bool:
 
 
 @pytest.mark.slow
-def test_demo_runs_the_whole_system_and_stops_cleanly(tmp_path):
+def test_demo_runs_the_whole_system_stops_cleanly_and_runs_again(tmp_path):
     db_file = tmp_path / "demo" / "dialer.db"
     env = {**os.environ, "DIALER_DATA_DIR": str(tmp_path), "DIALER_DEMO_PASSWORD": PASSWORD}
     env.pop("DIALER_DATABASE_URL", None)
     proc = subprocess.Popen([str(DIALER), "demo", "--database-file", str(db_file), "--ports", "auto",
-                             "--duration", "25"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             "--duration", "20"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     banner = threading.Event()
@@ -214,6 +214,19 @@ def test_demo_runs_the_whole_system_and_stops_cleanly(tmp_path):
     assert placed >= attempts
     # every listener is gone
     assert _port_closed(url) and _port_closed(console)
+    # ephemeral-port runs leave no contingency files behind once everything was uploaded
+    assert not list((db_file.parent / "worker").glob("auto-*"))
+
+    # set-up is idempotent: a second run reuses campaign, workers and user, and still starts and stops cleanly
+    run = subprocess.run([str(DIALER), "demo", "--database-file", str(db_file), "--ports", "auto", "--no-ivr",
+                          "--duration", "3"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    again = run.stdout + run.stderr
+    assert run.returncode == 0 and "demo stopped cleanly" in again and "Traceback" not in again, again
+    assert "campaign 'demo' exists" in again and "0 loaded of 315 rows" in again
+    assert "IVR sim" not in again
+    with sqlite3.connect(db_file) as con:
+        assert con.execute("SELECT COUNT(*) FROM worker").fetchone()[0] == 5
+        assert con.execute("SELECT COUNT(*) FROM app_user WHERE username = 'demo'").fetchone()[0] == 1
 
 
 def test_demo_under_clirunner_refuses_instead_of_replacing_the_test_process(tmp_path):
