@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import gc
 import logging
 import os
@@ -531,6 +532,9 @@ def main(argv: list[str]) -> int:
     except (OSError, DialerError, ContingencyError, SwitchError, SimConfigError) as exc:
         # a port in use, most likely; everything started so far is stopped
         say(f"demo: cannot start: {exc}")
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+            say("demo: a port is taken (another demo running?); choose others with --port/--sim-port/"
+                "--console-port, or --ports auto")
         stack.stop()
         return 1
     left = stack.stop()
