@@ -64,7 +64,7 @@ def test_p2_only_a_limited_batch_moves_from_pools_to_the_queue(setup):
 
 def test_p3_refill_tracks_depletion_rate_and_respects_maximum(setup):
     db, cid, a, b, w = setup
-    add_numbers(db, a, 2000)
+    add_numbers(db, a, 600)
     wi = ident(db, w)
     Q.update_queue(db, w.queue_id, lead_minutes=2, min_size=10, max_size=400)
     # 100 results within the 5-minute window -> 20 records/minute -> hold ~40.
