@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional
 
 import gevent
 import gevent.event
+import gevent.lock
 import gevent.pool
 import gevent.queue
 
@@ -99,7 +100,7 @@ class WorkerSettings:
     heartbeat_s: float = 5.0
     wrapup_s: float = 0.0
     overflow_wait_s: float = 2.0  # D7/X1: answered party waits at most this for an agent
-    overflow_bridge_s: float = 3.0  # after a claim, how long the other worker has to bridge
+    overflow_bridge_s: float = 1.5  # after a claim, how long the other worker has to bridge
     dial_interval_s: float = 0.2
     abandon_max_s: float = 15.0  # abandon message longest play before the hang-up
     agent_answer_timeout_s: int = 30
@@ -168,6 +169,7 @@ class AgentWorker:
         self.kick_dial = gevent.event.Event()
         self.kick_flush = gevent.event.Event()
         self.kick_report = gevent.event.Event()
+        self._flush_lock = gevent.lock.BoundedSemaphore(1)  # one upload at a time (lease loop and flusher)
         self.agent_leg: Optional[str] = None
         self.agent_leg_down = gevent.event.Event()
         self.campaign_active = True
@@ -220,7 +222,7 @@ class AgentWorker:
                 except ControllerError as exc:
                     logger.info("worker %s: release on stop failed (%s); leases will expire", self.s.agent, exc)
         try:
-            flush(self.store, self.client)
+            self._flush()
         except ControllerError as exc:
             logger.info("worker %s: final flush failed (%s); results stay in %s", self.s.agent, exc, self.store.path)
         if hangup_agent and self.agent_leg and self.switch.connected:
@@ -234,6 +236,11 @@ class AgentWorker:
             pass
         self.group.kill(timeout=timeout)
         self.store.close()
+
+    def _flush(self) -> int:
+        """Upload pending results (P10); serialised so two loops never send the same batch."""
+        with self._flush_lock:
+            return flush(self.store, self.client)
 
     def _live(self) -> bool:
         return bool(self.core.calls) or self.core.talking_to is not None
@@ -640,7 +647,7 @@ class AgentWorker:
             try:
                 self.store.expire()
                 if self.store.held_count() < self.s.low_water and self.campaign_active and not self.draining.is_set():
-                    flush(self.store, self.client)  # results first: never re-lease what we just dialed
+                    self._flush()  # results first: never re-lease what we just dialed
                     got = self.client.lease(self.s.lease_batch)
                     n = self.store.add_leased(got.get("records") or [], got.get("lease_seconds"))
                     delay = 0.5
@@ -663,7 +670,7 @@ class AgentWorker:
             self.kick_flush.wait(1.0)
             self.kick_flush.clear()
             try:
-                flush(self.store, self.client)
+                self._flush()
                 delay = 0.5
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + PRUNE_EVERY_S

@@ -175,7 +175,7 @@ def test_p10_controller_killed_mid_campaign(db, db_url, tmp_path):
         for ext in agents:
             s = WorkerSettings(agent=ext, controller=ctl.url, token=camp.tokens[ext], data_dir=tmp_path / "w",
                                lease_batch=8, low_water=3, heartbeat_s=0.5, dial_interval_s=0.02,
-                               http_timeout_s=0.5)
+                               http_timeout_s=3.0)
             workers.append(AgentWorker(s, switch).start())
 
         def placed():

@@ -41,7 +41,7 @@ def script(sim: SimSwitch, numbers: dict[int, str]) -> None:
     for i, (rid, number) in enumerate(sorted(numbers.items())):
         k = i % 10
         if i < 100 and i % 20 in (0, 1):
-            sim.script(number, "answer", ring_s=2.0, talk_s=60.0)
+            sim.script(number, "answer", ring_s=2.0, talk_s=120.0)
         elif k == 0:
             sim.script(number, "answer", ring_s=2.0, talk_s=8.0)
         elif k == 1:
@@ -74,7 +74,7 @@ def test_issue5_end_to_end_sim_over_tcp_with_controller_outage(db, db_url, tmp_p
             agent=ext, controller=ctl.url, token=camp.tokens[ext], data_dir=tmp_path / "w",
             dial_template="sofia/gateway/sim/{number}", greetings_dir=GREETINGS, abandon_message=ABANDON,
             mode=DialMode.POWER, ratio=2.0, lease_batch=20, low_water=6, heartbeat_s=1.0,
-            originate_timeout_s=20, dial_interval_s=0.05, http_timeout_s=1.0, campaign="c1",
+            originate_timeout_s=20, dial_interval_s=0.05, http_timeout_s=3.0, campaign="c1",
         ) for ext in AGENTS], switch).start()
         workers = host.workers
         assert host.team is not None
