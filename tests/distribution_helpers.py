@@ -55,4 +55,5 @@ def reset_caches():
     distribution._rates.clear()
     distribution._rules.clear()
     distribution._contexts.clear()
+    distribution._fill_hints.clear()
     workers._auth_cache.clear()

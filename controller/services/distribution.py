@@ -617,21 +617,18 @@ def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_secon
     campaign, queue, skill = _contexts.get(db, worker)
     if campaign.status != CampaignStatus.ACTIVE or max_records == 0:
         return Lease([], lease_seconds)
+    fill_key = (id(db), queue.id)
+    hint = _fill_hints.get(fill_key)
+    if hint is not None and hint < max_records:
+        # The last lease left the queue short: refill first, then one take.
+        _refill_if_low(db, campaign, queue, skill, hint, max_records, now)
     rows, remaining = _take(db, campaign, queue, worker, skill, max_records, now, until)
-    floor = max(queue.min_size, min(max_records, queue.max_size))
-    amount = 0
-    if remaining < queue.max_size:
-        rate = _rates.get(db, queue, now) if remaining < floor or remaining * 2 < queue.max_size else 0.0
-        target = max(selection.refill_target(rate, queue.lead_minutes, queue.min_size, queue.max_size), floor)
-        amount = selection.refill_amount(remaining, target, queue.batch_size)
-    if amount:
-        with write_session(db) as session:
-            window = window_clause(session, campaign, now)
-            if window is not None:
-                refill(session, queue, campaign, skill, amount, window, now)
-        if len(rows) < max_records:
-            more, _ = _take(db, campaign, queue, worker, skill, max_records - len(rows), now, until)
-            rows += more
+    if _refill_if_low(db, campaign, queue, skill, remaining, max_records, now) and len(rows) < max_records:
+        more, remaining = _take(db, campaign, queue, worker, skill, max_records - len(rows), now, until)
+        rows += more
+    if len(_fill_hints) > 10_000:
+        _fill_hints.clear()
+    _fill_hints[fill_key] = remaining
     memo: dict[Optional[str], bool] = {}
     late = [r.id for r in rows if not memo.setdefault(r.timezone, _callable(r.timezone, campaign, now))]
     dnc = {r.id for r in rows if r.on_dnc}
@@ -721,6 +718,28 @@ def _take_stmt(pg: bool) -> sa.Update:
                 "held_until": sa.bindparam("until", type_=sa.DateTime),
                 "queue_id": qid, "updated_at": sa.bindparam("now_ts", type_=sa.DateTime)},
     )
+
+
+#: records left in each queue after the last lease in this process (a hint only)
+_fill_hints: dict[tuple, int] = {}
+
+
+def _refill_if_low(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", skill: int, remaining: int,
+                   max_records: int, now: dt.datetime) -> int:
+    """Top the queue up if ``remaining`` is below its refill point (P3). Returns records moved."""
+    if remaining >= queue.max_size:
+        return 0
+    floor = max(queue.min_size, min(max_records, queue.max_size))
+    rate = _rates.get(db, queue, now) if remaining < floor or remaining * 2 < queue.max_size else 0.0
+    target = max(selection.refill_target(rate, queue.lead_minutes, queue.min_size, queue.max_size), floor)
+    amount = selection.refill_amount(remaining, target, queue.batch_size)
+    if not amount:
+        return 0
+    with write_session(db) as session:
+        window = window_clause(session, campaign, now)
+        if window is None:
+            return 0
+        return refill(session, queue, campaign, skill, amount, window, now)
 
 
 def _take(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", worker: WorkerIdentity, skill: int, n: int,
