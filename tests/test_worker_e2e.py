@@ -17,7 +17,8 @@ import pytest
 from esl_dialer import switch as sw
 from esl_dialer.messages import DialMode
 from esl_dialer.sim import SimConfig, SimSwitch
-from esl_dialer.worker import AgentWorker, WorkerHost, WorkerSettings
+from esl_dialer.worker import AgentWorker, WorkerSettings
+from esl_dialer.worker_host import WorkerHost
 from worker_harness import ControllerProcess, attempts_by_record, leased_without_attempt, make_campaign, wait_quiet
 
 pytestmark = pytest.mark.slow

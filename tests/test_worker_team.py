@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from esl_dialer.call_state import Call
 from esl_dialer.messages import AgentState, DialMode
-from esl_dialer.worker import WorkerHost, WorkerSettings
+from esl_dialer.worker import WorkerSettings
+from esl_dialer.worker_host import WorkerHost
 from worker_harness import FakeSwitch
 
 

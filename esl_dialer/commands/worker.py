@@ -117,7 +117,7 @@ def worker_group(ctx: click.Context, config_path: str | None, console_addr: str 
 
 def run(settings: list, host: str, port: int, password: str, console: tuple[str, int] | None = None) -> None:
     from .. import switch as sw
-    from ..worker import WorkerHost
+    from ..worker_host import WorkerHost
 
     switch = sw.Switch(host, port, password, name=f"switch {host}:{port}")
     try:
