@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .channel import ChannelState, new_uuid
 from .dialstring import DialStringError, parse_dialstring, split_args, unquote_arg
+from .record_say import app_record, app_say
 from .session import BreakInterrupt, HangupInterrupt, Interrupt, Session, UnparkInterrupt
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,6 +53,8 @@ class AppRunner:
             "record_session": self.app_record_session,
             "stop_record_session": self.app_stop_record_session,
             "amd": self.app_amd,
+            "record": lambda session, arg: app_record(self, session, arg),
+            "say": lambda session, arg: app_say(self, session, arg),
             "log": self.app_noop,
             "info": self.app_noop,
             "send_dtmf": self.app_noop,
@@ -125,11 +128,12 @@ class AppRunner:
                 continue
         return self.switch.config.playback_default_s
 
-    def play(self, session: Session, path: str) -> str:
+    def play(self, session: Session, path: str, seconds: float | None = None) -> str:
         """PLAYBACK_START, the file's duration (uuid_break stops it), PLAYBACK_STOP."""
         sw = self.switch
         ch = session.ch
-        seconds = self.file_seconds(path)
+        if seconds is None:
+            seconds = self.file_seconds(path)
         ftype = path.split("://", 1)[0] if "://" in path else path.rsplit(".", 1)[-1] if "." in path else "file"
         info = [("Playback-File-Type", ftype), ("Playback-File-Path", path)]
         from .channel import Playback

@@ -163,6 +163,8 @@ class SimConfig:
     sessions_per_second: int = 30
     playback_default_s: float = 3.0  # length of a playback whose file is not a WAV we can read
     sounds_dir: str = ""
+    record_speech_s: float = 5.0  # `record`: the party speaks this long, then is silent (ends on silence_hits)
+    say_item_s: float = 0.5  # `say`: length of each sound file the say module would play
     history_limit: int = 100_000  # finished channels kept in SimSwitch.history (oldest dropped)
     default_rule: NumberRule = NumberRule()
     rules: tuple[NumberRule, ...] = ()
@@ -247,7 +249,7 @@ def _from_dict(data: Mapping[str, Any]) -> SimConfig:
         ("host", str), ("port", int), ("password", str), ("seed", int), ("time_scale", float),
         ("hostname", str), ("ipv4", str), ("heartbeat_s", float), ("max_sessions", int),
         ("sessions_per_second", int), ("playback_default_s", float), ("sounds_dir", str),
-        ("history_limit", int),
+        ("history_limit", int), ("record_speech_s", float), ("say_item_s", float),
     ):
         if key in sim:
             value = sim.pop(key)
@@ -263,6 +265,9 @@ def _from_dict(data: Mapping[str, Any]) -> SimConfig:
         raise SimConfigError(f"sim: unknown keys {sorted(sim)}")
     if kwargs.get("time_scale", 1.0) <= 0:
         raise SimConfigError("sim.time_scale must be > 0")
+    for key in ("record_speech_s", "say_item_s"):
+        if kwargs.get(key, 0.0) < 0:
+            raise SimConfigError(f"sim.{key} must be >= 0")
     if kwargs.get("history_limit", 1) < 1:
         raise SimConfigError("sim.history_limit must be >= 1")
     default_rule = _rule(data.get("calls", {}), "calls")
