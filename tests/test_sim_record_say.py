@@ -21,7 +21,7 @@ from esl_dialer.sim.record_say import SayError, en_number_files, say_files, say_
 from esl_dialer.sim.testing import RawEslClient, wait_until
 
 SCALE = 0.02  # 1 simulated second = 20 ms
-EVENTS = ("CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE RECORD_START RECORD_STOP PLAYBACK_START PLAYBACK_STOP "
+EVENTS = ("CHANNEL_HANGUP CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE RECORD_START RECORD_STOP PLAYBACK_START PLAYBACK_STOP "
           "DTMF CHANNEL_HANGUP_COMPLETE")
 
 
