@@ -251,6 +251,9 @@ class DemoStack:
         self.stop_event = None
         self.rearmed = 0
         self.data_dir = None
+        self.tokens: dict[str, str] = {}
+        self.url = ""
+        self.console_url = ""
         self.t0 = time.monotonic()
 
     # life
@@ -330,7 +333,7 @@ class DemoStack:
             ivr_port = 0 if o.auto_ports else o.sim_port + 1
             self.ivr_sim = SimSwitch(SimConfig(time_scale=sim_cfg.time_scale, seed=7, hostname="demo-ivr-sim",
                                                playback_default_s=3.0), host=o.host, port=ivr_port).start()
-            self.ivr = start_ivr_demo(self.ivr_sim, self.db, self.url, operators=IVR_OPERATORS, callers_per_minute=12.0,
+            self.ivr = start_ivr_demo(self.ivr_sim, self.db, self.url, operators=IVR_OPERATORS, callers_per_minute=10.0,
                                       talk_s=(30.0, 90.0))
         self._spawn(self._progress_loop)
         self._spawn(self._rearm_loop)
