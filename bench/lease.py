@@ -166,22 +166,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu() -> float:
-    """CPU seconds of every postgres process on this machine (the server is local)."""
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+def postgres_cpu(url: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving the bench database (the
+    server is local; other databases' backends and shared server processes
+    such as the WAL writer are not counted)."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    eng = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with eng.connect() as conn:
+        pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :d AND pid <> pg_backend_pid()"),
+                            {"d": make_url(url).database}).scalars().all()
+    eng.dispose()
+    out = {}
+    for pid in pids:
         try:
-            with open(f"/proc/{entry}/comm") as f:
-                if f.read().strip() not in ("postgres", "postmaster"):
-                    continue
-            with open(f"/proc/{entry}/stat") as f:
+            with open(f"/proc/{pid}/stat") as f:
                 parts = f.read().rsplit(")", 1)[1].split()
-            total += (int(parts[11]) + int(parts[12]) + int(parts[13]) + int(parts[14])) / os.sysconf("SC_CLK_TCK")
+            out[pid] = (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
         except (OSError, IndexError, ValueError):
             continue
-    return total
+    return out
 
 
 # --- load generator (child process, gevent) ---------------------------------------------
@@ -324,7 +329,7 @@ def run_phase(name: str, url: str, tokens: list[str], n_controllers: int, args, 
     slices = [list(range(k, len(tokens), args.loadgens)) for k in range(args.loadgens)]
     load_before = os.getloadavg()[0]
     cpu0 = {p.pid: cpu_seconds(p.pid) for p in procs}
-    pg0 = postgres_cpu()
+    pg0 = postgres_cpu(url)
     wall0 = time.monotonic()
     gens = []
     for k, idx in enumerate(slices):
@@ -341,7 +346,8 @@ def run_phase(name: str, url: str, tokens: list[str], n_controllers: int, args, 
         outs.append(json.loads(out.strip().splitlines()[-1]))
     wall = time.monotonic() - wall0
     ctrl_cpu = sum(cpu_seconds(p.pid) - cpu0[p.pid] for p in procs)
-    pg_cpu = postgres_cpu() - pg0
+    pg1 = postgres_cpu(url)
+    pg_cpu = sum(v - pg0.get(pid, 0.0) for pid, v in pg1.items())
     for p in procs:
         stop(p)
     lease_lat = [x for o in outs for x in o["lease_lat"]]

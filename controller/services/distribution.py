@@ -623,9 +623,12 @@ def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_secon
         # The last lease left the queue short: refill first, then one take.
         _refill_if_low(db, campaign, queue, skill, hint, max_records, now)
     rows, remaining = _take(db, campaign, queue, worker, skill, max_records, now, until)
-    if _refill_if_low(db, campaign, queue, skill, remaining, max_records, now) and len(rows) < max_records:
+    moved = _refill_if_low(db, campaign, queue, skill, remaining, max_records, now)
+    if moved and len(rows) < max_records:
         more, remaining = _take(db, campaign, queue, worker, skill, max_records - len(rows), now, until)
         rows += more
+    else:
+        remaining += moved
     if len(_fill_hints) > 10_000:
         _fill_hints.clear()
     _fill_hints[fill_key] = remaining
