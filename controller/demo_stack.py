@@ -285,7 +285,8 @@ class DemoStack:
         from esl_dialer import switch as sw
         from esl_dialer.messages import DialMode
         from esl_dialer.sim import SimConfig, SimSwitch, load_sim_config
-        from esl_dialer.worker import WorkerHost, WorkerSettings
+        from esl_dialer.worker import WorkerSettings
+        from esl_dialer.worker_host import WorkerHost
 
         from . import create_app
         from .config import Config
@@ -335,6 +336,7 @@ class DemoStack:
                                                playback_default_s=3.0), host=o.host, port=ivr_port).start()
             self.ivr = start_ivr_demo(self.ivr_sim, self.db, self.url, operators=IVR_OPERATORS, callers_per_minute=10.0,
                                       talk_s=(30.0, 90.0))
+        self.t0 = time.monotonic()  # progress lines count from here
         self._spawn(self._progress_loop)
         self._spawn(self._rearm_loop)
         self.banner()
