@@ -404,9 +404,14 @@ class IvrCall:
             path = os.path.join(s.voicemail_dir, f"{self.uuid}.wav")
             self.session.execute("playback", s.voicemail_prompt, timeout=PLAY_TIMEOUT_S)
             # mod_dptools: record <path> [<time_limit_secs>] [<silence_thresh>] [<silence_hits>]
-            self.session.execute("record", f"{path} {int(s.voicemail_max_s)} 200 3",
-                                 timeout=s.voicemail_max_s + 30)
             self.report.outcome = "voicemail"
+            try:
+                self.session.execute("record", f"{path} {int(s.voicemail_max_s)} 200 3",
+                                     timeout=s.voicemail_max_s + 30)
+            except CallerGone:
+                # Hanging up is how callers end a message: FreeSWITCH keeps the file.
+                logger.info("call %s: caller hung up to end the voicemail %s", self.uuid, path)
+                raise
             return "voicemail"
         self.session.execute("playback", s.sorry_prompt, timeout=PLAY_TIMEOUT_S)
         self.report.outcome = "hangup"

@@ -117,7 +117,10 @@ class IvrSession(OutboundSession):
         if app_uuid is not None:
             result = self._executions.pop(app_uuid)
             self._by_app.pop(app_uuid, None)
-            result.set(event)
+            # FreeSWITCH sends CHANNEL_HANGUP before the interrupted app's
+            # EXECUTE_COMPLETE: a result already failed with CallerGone stays failed.
+            if not result.ready():
+                result.set(event)
 
     def start(self, app: str, arg: str | None = None) -> gevent.event.AsyncResult:
         """``sendmsg`` execute without waiting; the result is set by its CHANNEL_EXECUTE_COMPLETE.
