@@ -42,7 +42,7 @@ from ..models import CallRecord, Campaign, Pool, utcnow
 from . import numberpool
 from .campaigns import get_campaign_in, get_or_create_pool
 from .csvfiles import BadRow, CsvSource, Row, normalise_header
-from .dnc import LOOKUP_BATCH, dnc_hits
+from .dnc import CUSTOM_PLANS, LOOKUP_BATCH, dnc_hits
 
 logger = logging.getLogger(__name__)
 
@@ -283,6 +283,7 @@ def _existing(session: Session, campaign_id: int, e164s: Sequence[str]) -> dict[
     conn = session.connection()
     found: dict[str, int] = {}
     if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(CUSTOM_PLANS)
         for start in range(0, len(e164s), LOOKUP_BATCH):
             part = list(e164s[start : start + LOOKUP_BATCH])
             found.update(conn.exec_driver_sql(
