@@ -24,7 +24,8 @@ def _bind(executor):
 #: from-status -> statuses it may move to
 ALLOWED: dict[S, frozenset[S]] = {
     S.READY: frozenset({S.QUEUED, S.LEASED, S.DNC, S.EXHAUSTED, S.DONE}),
-    S.QUEUED: frozenset({S.LEASED, S.READY, S.DNC}),
+    # done/exhausted: a late result (lease expired, record refilled into a queue) closes it
+    S.QUEUED: frozenset({S.LEASED, S.READY, S.DNC, S.DONE, S.EXHAUSTED}),
     S.LEASED: frozenset({S.READY, S.DONE, S.EXHAUSTED, S.DNC, S.LEASED}),
     S.DONE: frozenset({S.READY}),  # a supervisor may re-open a record
     S.EXHAUSTED: frozenset({S.READY}),
@@ -79,6 +80,40 @@ def bulk_set_status(
         .execution_options(synchronize_session=False)
     )
     return session.execute(stmt).rowcount
+
+
+def renew_leases(
+    executor,
+    worker_id: int,
+    until,
+    *,
+    ids: Iterable[int] | None = None,
+    due_before=None,
+    limit: int | None = None,
+) -> int:
+    """Extend ``held_until`` to ``until`` for records LEASED to ``worker_id`` (D1, P10).
+
+    Not a status change (leased stays leased): a live worker keeps what it
+    holds.  ``ids`` limits it to those records; ``due_before`` to leases ending
+    before that time (so a heartbeat rewrites each row at most once per half
+    lease); ``limit`` bounds the rows one call touches (soonest ending first).
+    Returns the number of records renewed.
+    """
+    t = CallRecord.__table__
+    cond = [t.c.held_by_worker_id == worker_id, t.c.status == S.LEASED,
+            sa.or_(t.c.held_until.is_(None), t.c.held_until < until)]
+    if ids is not None:
+        ids = list(ids)
+        if not ids:
+            return 0
+        cond.append(t.c.id.in_(ids))
+    if due_before is not None:
+        cond.append(sa.or_(t.c.held_until.is_(None), t.c.held_until < due_before))
+    if limit is not None:
+        pick = sa.select(t.c.id).where(*cond).order_by(t.c.held_until, t.c.id).limit(limit)
+        cond = [t.c.id.in_(pick.scalar_subquery()), t.c.status == S.LEASED, t.c.held_by_worker_id == worker_id]
+    stmt = sa.update(t).where(*cond).values(held_until=until).execution_options(synchronize_session=False)
+    return executor.execute(stmt).rowcount
 
 
 def status_update_stmt(

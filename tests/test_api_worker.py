@@ -56,7 +56,7 @@ def test_d1_lease_results_release_over_http(env):
     assert body["lease_seconds"] == 900 and len(body["records"]) == 5
     rec = body["records"][0]
     assert set(rec) == {"id", "number", "name", "city", "region", "country", "timezone", "extra", "attempts",
-                        "difficulty", "previous_attempts", "window_start", "window_end", "lease_until"}
+                        "difficulty", "priority", "previous_attempts", "window_start", "window_end", "lease_until"}
     assert rec["number"].startswith("+1") and rec["lease_until"].endswith("Z")
     ids = [x["id"] for x in body["records"]]
     other = client.post("/api/v1/worker/lease", json={"max": 50}, headers=auth(w2)).json["records"]
@@ -81,12 +81,15 @@ def test_d1_lease_results_release_over_http(env):
 def test_hostile_input_gets_clear_errors_and_changes_nothing(env):
     client, db, cid, w1, w2 = env
     leased = client.post("/api/v1/worker/lease", json={"max": 2}, headers=auth(w1)).json["records"]
+    # a result from another worker of the campaign is a late result (D1/P10: stored, lease untouched);
+    # one from a worker of another campaign is refused
+    outsider = add_worker(db, make_campaign(db, "c2", window=ALL_DAY), "w3", "1003")
     before = _counts(db)
     cases = [
         ("/api/v1/worker/lease", {"max": 2}, {"Authorization": "Bearer nope"}, 401, None),
         ("/api/v1/worker/lease", {"max": 2}, {}, 401, None),
         ("/api/v1/worker/results", {"results": [{"client_id": "x", "record_id": leased[0]["id"],
-                                                 "result": "busy"}]}, auth(w2), 403, "results[0].record_id"),
+                                                 "result": "busy"}]}, auth(outsider), 403, "results[0].record_id"),
         ("/api/v1/worker/release", {"record_ids": [leased[0]["id"]]}, auth(w2), 403, "record_ids[0]"),
         ("/api/v1/worker/lease", {"max": "20"}, auth(w1), 400, "max"),
         ("/api/v1/worker/lease", {"max": -1}, auth(w1), 400, "max"),

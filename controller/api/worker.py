@@ -22,7 +22,8 @@ def heartbeat():
         raise InvalidInput("agent_state is required (idle, dialing, talking, wrapup, paused, offline)",
                            field="agent_state")
     active = int_field(data, "active_calls", 0, high=10_000)
-    body = workers.heartbeat(get_db(), worker, data["agent_state"], active)
+    body = workers.heartbeat(get_db(), worker, data["agent_state"], active,
+                             lease_seconds=int(current_app.config.get("LEASE_SECONDS", 900)))
     body.pop("active_calls", None)
     return jsonify(body)
 
@@ -60,7 +61,8 @@ def release():
 def dial_check():
     worker = current_worker()
     data = json_body()
-    ok, refused = distribution.dial_check(get_db(), worker, data.get("record_ids"))
+    ok, refused = distribution.dial_check(get_db(), worker, data.get("record_ids"),
+                                          lease_seconds=int(current_app.config.get("LEASE_SECONDS", 900)))
     return jsonify({"ok": ok, "refused": {str(k): v for k, v in refused.items()}})
 
 

@@ -305,7 +305,7 @@ def _payload(row: Any, campaign: CampaignInfo, lease_until: Optional[dt.datetime
         "country": row.country,
         "timezone": (row.timezone if campaign.by_number and row.timezone else campaign.default_timezone),
         "extra": row.extra or {}, "attempts": row.attempts, "difficulty": row.difficulty,
-        "previous_attempts": previous, "window_start": campaign.window_start,
+        "priority": row.priority, "previous_attempts": previous, "window_start": campaign.window_start,
         "window_end": campaign.window_end, "lease_until": iso(lease_until),
     }
 
@@ -914,10 +914,12 @@ def record_results(db: Database, worker: WorkerIdentity, results: Sequence[Resul
     """Store attempt results and move their records on (P6, P7, P9), idempotent on ``client_id``.
 
     A replayed ``client_id`` (lost reply, contingency flush, P10) is reported in
-    ``duplicates`` and changes nothing.  A record held by another worker, or in
-    another campaign, makes the whole upload :class:`Forbidden` (the transaction
-    rolls back: nothing stored).  A result for a record whose lease already
-    expired is still stored: the call happened.
+    ``duplicates`` and changes nothing.  A record in another campaign makes the
+    whole upload :class:`Forbidden` (the transaction rolls back: nothing
+    stored).  A result for a record whose lease already expired still counts
+    (the call happened): it moves the record on if nobody else holds it, and
+    is stored as an attempt only if another worker has re-leased it (that
+    worker's lease is left alone).
 
     Three statements: lock the records, ``INSERT ... ON CONFLICT (client_id) DO
     NOTHING RETURNING`` (what comes back is what is new, even when two replays
@@ -955,16 +957,14 @@ def record_results(db: Database, worker: WorkerIdentity, results: Sequence[Resul
             }
             for r in fresh
         ])
-        new = [r for r in fresh if r.client_id in inserted]
         for i, r in enumerate(results):
-            if r.client_id not in inserted:
-                continue
-            rec = records[r.record_id]
-            if rec.campaign_id != worker.campaign_id or (
-                rec.held_by_worker_id is not None and rec.held_by_worker_id != worker.id
-            ):
+            if r.client_id in inserted and records[r.record_id].campaign_id != worker.campaign_id:
                 # raising rolls the whole upload back, the INSERT included
-                raise Forbidden(f"record {r.record_id} is not held by this worker", field=f"results[{i}].record_id")
+                raise Forbidden(f"record {r.record_id} is not in this worker's campaign",
+                                field=f"results[{i}].record_id")
+        # A late result (its lease ran out, D1/P10) for a record another worker
+        # now holds is kept as an attempt but leaves the new holder's lease alone.
+        new = [r for r in fresh if r.client_id in inserted and records[r.record_id].held_by_worker_id in (None, worker.id)]
         if new:
             campaign = _campaign(session, worker.campaign_id) if any(r.callback_at for r in new) else None
             rules = _rules.get(session, worker.campaign_id)
@@ -1104,9 +1104,12 @@ def release(db: Database, worker: WorkerIdentity, record_ids: Any) -> int:
 
 
 def dial_check(db: Database, worker: WorkerIdentity, record_ids: Any,
-               now: Optional[dt.datetime] = None) -> tuple[list[int], dict[int, str]]:
+               now: Optional[dt.datetime] = None, lease_seconds: Optional[int] = None,
+               ) -> tuple[list[int], dict[int, str]]:
     """Right before dialing: still held, not on the DNC list (D9), inside the
-    calling window (X1)?  DNC hits are closed at once."""
+    calling window (X1)?  DNC hits are closed at once.  With ``lease_seconds``,
+    the records found ok are renewed to ``now + lease_seconds``: every call
+    starts with a full lease, so a long call does not outlive it (D1)."""
     ids = _ids(record_ids)
     now = now or utcnow()
     ok: list[int] = []
@@ -1132,6 +1135,8 @@ def dial_check(db: Database, worker: WorkerIdentity, record_ids: Any,
         if newly_dnc:
             record_status.bulk_set_status(session, RecordStatus.DNC, where=[CallRecord.id.in_(newly_dnc)],
                                           from_statuses=[RecordStatus.LEASED])
+        if ok and lease_seconds:
+            record_status.renew_leases(session, worker.id, now + dt.timedelta(seconds=lease_seconds), ids=ok)
     return ok, refused
 
 

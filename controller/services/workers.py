@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from esl_dialer.messages import AgentState
 
+from .. import record_status
 from ..db import Database
 from ..errors import Conflict, InvalidInput, NotFound, Unauthorized
 from ..models import Agent, Campaign, CallRecord, Queue, Worker, utcnow
@@ -35,6 +36,14 @@ logger = logging.getLogger(__name__)
 
 #: seconds an authenticated token stays cached in this process
 AUTH_CACHE_SECONDS = 30.0
+#: most leases one heartbeat renews (a worker holds a few dozen; this bounds a runaway)
+HEARTBEAT_RENEW_MAX = 2000
+
+
+#: agents an overflow call may go to: no active voice connection (D7).  A
+#: worker reports DIALING while its own calls ring; the agent is free until one
+#: answers (esl_dialer.team.FREE_STATES).
+CLAIMABLE = (AgentState.IDLE, AgentState.DIALING)
 
 
 class NoIdleAgent(Conflict):
@@ -218,9 +227,16 @@ def list_workers(db: Database) -> list[dict]:
 
 def heartbeat(
     db: Database, worker: WorkerIdentity, agent_state: AgentState | str, active_calls: int,
-    now: Optional[dt.datetime] = None,
+    now: Optional[dt.datetime] = None, lease_seconds: Optional[int] = None,
 ) -> dict:
-    """Record a heartbeat and the agent's current state; returns the campaign status."""
+    """Record a heartbeat and the agent's current state; returns the campaign status.
+
+    With ``lease_seconds``, the worker's leases that end within half of that
+    are renewed to ``now + lease_seconds`` (at most HEARTBEAT_RENEW_MAX rows):
+    a live worker keeps the records it holds, calls in progress and results
+    kept through a controller outage included (D1, P10); a dead worker's
+    records still go back to their pools once their lease runs out.
+    """
     try:
         state = AgentState(agent_state)
     except ValueError:
@@ -235,6 +251,11 @@ def heartbeat(
             session.execute(
                 sa.update(Agent).where(Agent.id == worker.agent_id, Agent.state != state)
                 .values(state=state, state_since=now)
+            )
+        if lease_seconds:
+            record_status.renew_leases(
+                session, worker.id, now + dt.timedelta(seconds=lease_seconds),
+                due_before=now + dt.timedelta(seconds=lease_seconds / 2), limit=HEARTBEAT_RENEW_MAX,
             )
         status = None
         if worker.campaign_id is not None:
@@ -301,12 +322,14 @@ def claim_idle_agent(
     timeout_s: float = 15.0,
     now: Optional[dt.datetime] = None,
 ) -> AgentView:
-    """Atomically take the longest-idle online agent with skill >= ``min_skill`` (D7).
+    """Atomically take a free online agent with skill >= ``min_skill`` (D7).
 
-    The agent is marked talking in the same statement that selects it, so two
-    concurrent claims (even on two controller processes) never get the same
-    agent: PostgreSQL locks the row (``FOR UPDATE SKIP LOCKED``) and re-checks
-    ``state = idle`` in the UPDATE; SQLite runs it in one writer transaction.
+    Free = no active voice connection: idle, or dialing (its own calls still
+    ring), longest in that state first.  The agent is marked talking in the
+    same statement that selects it, so two concurrent claims (even on two
+    controller processes) never get the same agent: PostgreSQL locks the row
+    (``FOR UPDATE SKIP LOCKED``) and re-checks ``state in (idle, dialing)`` in
+    the UPDATE; SQLite runs it in one writer transaction.
     An ``overflow`` event carrying the call and record goes to that agent's
     worker.  No such agent: :class:`NoIdleAgent` (HTTP 409).
     """
@@ -323,7 +346,7 @@ def claim_idle_agent(
             sa.select(Agent.id)
             .join(Worker, Worker.agent_id == Agent.id)
             .where(
-                Agent.state == AgentState.IDLE,
+                Agent.state.in_(CLAIMABLE),
                 Agent.skill_level >= min_skill,
                 Worker.last_heartbeat >= cutoff,
             )
@@ -338,7 +361,7 @@ def claim_idle_agent(
             candidate = candidate.with_for_update(of=Agent, skip_locked=True)
         agent_id = session.scalar(
             sa.update(Agent)
-            .where(Agent.id == candidate.scalar_subquery(), Agent.state == AgentState.IDLE)
+            .where(Agent.id == candidate.scalar_subquery(), Agent.state.in_(CLAIMABLE))
             .values(state=AgentState.TALKING, state_since=now)
             .returning(Agent.id)
         )
