@@ -200,6 +200,9 @@ class CallRecord(Base):
     pool: Mapped[Pool] = relationship()
     # Order of hand-out within its queue, set at refill (P4); migration 0002.
     queue_seq: Mapped[Optional[int]]
+    # The worker's request_id of the lease that handed it out, so a retried
+    # lease returns the same records (lease idempotency); migration 0004.
+    lease_request: Mapped[Optional[str]] = mapped_column(String(64))
 
 
 class CallAttempt(Base):

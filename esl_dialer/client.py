@@ -9,9 +9,10 @@ No new dependency, and the same code runs in `dialer worker`, in tests and on
 an agent's PC.
 
 Every call has a timeout; idempotent calls (heartbeat, results, release,
-dial-check, agents list) are retried with exponential back-off; calls that are
-not idempotent (lease, claim) are retried only when the connection could not be
-made at all, so a lost reply never leases or claims twice.
+dial-check, agents list, and lease, which carries a request_id the controller
+recognises on a retry) are retried with exponential back-off; claim is not
+idempotent and is retried only when the connection could not be made at all,
+so a lost reply never claims twice.
 
 Errors: :class:`ControllerUnavailable` (connect error, timeout, 5xx after the
 retries: the worker switches to its contingency file, P10) and
@@ -24,6 +25,7 @@ import http.client
 import json
 import logging
 import random
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 from urllib.parse import urlencode, urlsplit
@@ -198,9 +200,16 @@ class ControllerClient:
             "POST", "/api/v1/worker/heartbeat", {"agent_state": str(getattr(agent_state, "value", agent_state)), "active_calls": active_calls}
         )
 
-    def lease(self, max_records: int) -> dict:
-        """Lease up to ``max_records`` records (D1); not retried once sent."""
-        return self.request("POST", "/api/v1/worker/lease", {"max": int(max_records)}, idempotent=False)
+    def lease(self, max_records: int, request_id: str | None = None) -> dict:
+        """Lease up to ``max_records`` records (D1).
+
+        Every call carries a ``request_id`` (a fresh UUID4 unless given), so
+        it is retried like the idempotent calls: a retry after a timeout or a
+        lost reply gets the records of the first grant back instead of new
+        ones, and nothing stays leased to this worker unknown to it.
+        """
+        body = {"max": int(max_records), "request_id": request_id or uuid.uuid4().hex}
+        return self.request("POST", "/api/v1/worker/lease", body, idempotent=True)
 
     def results(self, results: list[dict]) -> tuple[list[str], list[str]]:
         """Upload attempt results; idempotent on client_id, so always safe to replay (P10)."""

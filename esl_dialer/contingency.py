@@ -206,6 +206,23 @@ class Contingency:
         out = [json.loads(body) for rid, body in rows if rid not in exclude]
         return out[: int(limit)]
 
+    def renew_held(self, sent_at: float, lease_seconds: float) -> int:
+        """A heartbeat sent at ``sent_at`` (this clock) was answered: the
+        controller has renewed every lease this worker holds to at least half
+        a lease from then (D1), so the local leases of held records move up
+        to that, minus the safety margin.  Dial-check still confirms each
+        record right before its call.  Returns the rows moved."""
+        secs = float(lease_seconds)
+        if secs <= 0:
+            return 0
+        until = sent_at + secs / 2 - min(self.lease_safety_s, 0.2 * secs)
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE record SET lease_until = ?, updated_at = ? WHERE state = 'held' AND lease_until < ?",
+                (until, self.clock(), until),
+            )
+            return cur.rowcount
+
     def held_count(self) -> int:
         horizon = self.clock()
         return self._db.execute(

@@ -695,8 +695,12 @@ class AgentWorker:
                 return
             state = self.core.state
             try:
+                sent_at = self.store.clock()
                 reply = self.client.heartbeat(state.value, self.core.active_calls)
                 self.reported_state = state
+                if (reply or {}).get("lease_seconds"):
+                    # the controller renewed this worker's leases (D1): so do we
+                    self.store.renew_held(sent_at, float(reply["lease_seconds"]))
                 status = (reply or {}).get("campaign_status")
                 if status:
                     self._campaign_status(status)

@@ -85,12 +85,25 @@ def test_4xx_is_api_error_not_retried(server):
     assert len(app.seen) == 1
 
 
-def test_lease_not_retried_after_send(server):
+def test_lease_retried_with_the_same_request_id(server):
     app, url = server
-    app.script["/api/v1/worker/lease"] = [(502, {}), (200, {"records": []})]
-    with pytest.raises(ControllerUnavailable):
-        client(url).lease(5)
-    assert len(app.seen) == 1  # a lost reply must not lease twice
+    app.script["/api/v1/worker/lease"] = [(502, {}), (200, {"records": [{"id": 7}]})]
+    assert client(url).lease(5)["records"] == [{"id": 7}]
+    bodies = [body for _, path, body, _ in app.seen if path == "/api/v1/worker/lease"]
+    assert len(bodies) == 2 and bodies[0]["max"] == 5
+    # the retry is the same request: the controller returns the first grant again
+    assert bodies[0]["request_id"] == bodies[1]["request_id"] and len(bodies[0]["request_id"]) == 32
+    client(url).lease(5)
+    assert app.seen[-1][2]["request_id"] != bodies[0]["request_id"]  # a new lease, a new id
+
+
+def test_lease_retried_after_a_timeout_with_the_same_request_id(server):
+    app, url = server
+    app.script["/api/v1/worker/lease"] = [("sleep", 2), (200, {"records": []})]
+    with gevent.Timeout(5):
+        assert client(url, timeout=0.2, retries=1).lease(3) == {"records": []}
+    bodies = [body for _, path, body, _ in app.seen if path == "/api/v1/worker/lease"]
+    assert len(bodies) == 2 and bodies[0]["request_id"] == bodies[1]["request_id"]
 
 
 def test_claim_409_means_no_idle_agent(server):

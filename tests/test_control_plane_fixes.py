@@ -247,3 +247,72 @@ def test_d7_concurrent_claims_of_idle_and_dialing_agents_never_share_one(setup):
         t.join(timeout=30)
     assert sorted(got) == sorted(f"20{i:02d}" for i in range(6))
     assert len(errors) == 2
+
+
+# --- lease idempotency (request_id) -------------------------------------------------------
+
+
+def test_d1_lease_repeated_with_the_same_request_id_returns_the_same_records(setup):
+    db, cid, pool, w1, w2 = setup
+    add_numbers(db, pool, 100)
+    first = D.lease(db, w1, 5, now=T0, request_id="req-1").records
+    again = D.lease(db, w1, 5, now=_at(1), request_id="req-1").records
+    assert [r["id"] for r in again] == [r["id"] for r in first] and len(first) == 5
+    assert again[0]["lease_until"] == first[0]["lease_until"]
+    # a new request id is a new lease; no id at all too
+    other = [r["id"] for r in D.lease(db, w1, 5, now=_at(2), request_id="req-2").records]
+    plain = _lease(db, w1, 5, now=_at(3))
+    assert len(set(other) | set(plain) | {r["id"] for r in first}) == 15
+    # another worker's retry with the same id does not get w1's records
+    theirs = [r["id"] for r in D.lease(db, w2, 5, now=_at(4), request_id="req-1").records]
+    assert not set(theirs) & {r["id"] for r in first}
+    # records reported meanwhile are not handed back on a late retry
+    _result(db, w1, first[0]["id"], "r-1", now=_at(5))
+    assert [r["id"] for r in D.lease(db, w1, 5, now=_at(6), request_id="req-1").records] == \
+        [r["id"] for r in first[1:]]
+    with pytest.raises(D.InvalidInput):
+        D.lease(db, w1, 5, request_id="x" * 65)
+    with pytest.raises(D.InvalidInput):
+        D.lease(db, w1, 5, request_id=7)
+
+
+def test_d1_lease_request_id_over_http(db, db_url):
+    reset_caches()
+    cid = make_campaign(db, window=ALL_DAY)
+    pool = Q.create_pool(db, cid, "A")
+    add_numbers(db, pool.id, 60)
+    w = add_worker(db, cid, "w1", "1001")
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True})
+    try:
+        client = app.test_client()
+        h = {"Authorization": f"Bearer {w.token}"}
+        one = client.post("/api/v1/worker/lease", json={"max": 4, "request_id": "abc"}, headers=h).json
+        two = client.post("/api/v1/worker/lease", json={"max": 4, "request_id": "abc"}, headers=h).json
+        assert [r["id"] for r in one["records"]] == [r["id"] for r in two["records"]]
+        assert len(one["records"]) == 4
+        with db.session() as s:
+            assert s.scalar(sa.select(sa.func.count()).select_from(CallRecord)
+                            .where(CallRecord.status == S.LEASED)) == 4
+        r = client.post("/api/v1/worker/lease", json={"max": 4, "request_id": ""}, headers=h)
+        assert r.status_code == 400 and r.json["field"] == "request_id"
+        hb = client.post("/api/v1/worker/heartbeat", json={"agent_state": "idle"}, headers=h).json
+        assert hb["lease_seconds"] == 900
+    finally:
+        app.extensions["dialer_db"].dispose()
+
+
+def test_d1_worker_store_follows_the_controllers_renewal(tmp_path):
+    from esl_dialer.contingency import Contingency
+
+    now = [1000.0]
+    store = Contingency(tmp_path / "c.db", "w1", clock=lambda: now[0], lease_safety_s=30)
+    store.add_leased([{"id": 1, "number": "+12125550000"}, {"id": 2, "number": "+12125550001"}], 100)
+    now[0] = 1075.0  # local lease: 1000 + 100 - 20 = 1080
+    assert store.renew_held(1075.0, 100) == 2  # heartbeat answered: held until >= 1075 + 50 - 20
+    now[0] = 1090.0
+    store.expire()
+    assert store.held_count() == 2
+    now[0] = 1106.0
+    store.expire()
+    assert store.held_count() == 0
+    store.close()

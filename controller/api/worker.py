@@ -34,7 +34,7 @@ def lease():
     data = json_body()
     n = int_field(data, "max", 20, high=distribution.MAX_LEASE)
     seconds = int(current_app.config.get("LEASE_SECONDS", 900))
-    result = distribution.lease(get_db(), worker, n, lease_seconds=seconds)
+    result = distribution.lease(get_db(), worker, n, lease_seconds=seconds, request_id=data.get("request_id"))
     return jsonify({"records": result.records, "lease_seconds": result.lease_seconds})
 
 

@@ -596,8 +596,33 @@ class _ContextCache:
 _contexts = _ContextCache()
 
 
+def _check_request_id(request_id: Any) -> Optional[str]:
+    if request_id is None:
+        return None
+    if not isinstance(request_id, str) or not 1 <= len(request_id) <= 64:
+        raise InvalidInput("request_id must be a string of 1-64 characters", field="request_id")
+    return request_id
+
+
+def _repeat_lease(db: Database, worker: WorkerIdentity, request_id: str, campaign: CampaignInfo,
+                  lease_seconds: int) -> Optional[Lease]:
+    """The records an earlier lease with this request_id handed this worker and
+    that it still holds (its reply was lost), or None if there is none."""
+    with write_session(db) as session:
+        rows = session.execute(
+            sa.select(*[_REC.c[c.key] for c in _RECORD_COLS], _REC.c.held_until)
+            .where(_REC.c.held_by_worker_id == worker.id, _REC.c.status == RecordStatus.LEASED,
+                   _REC.c.lease_request == request_id)
+        ).all()
+        if not rows:
+            return None
+        previous = _previous_attempts(session, [r.id for r in rows if r.attempts > 0])
+    rows.sort(key=lambda r: (r.priority, r.queue_seq if r.queue_seq is not None else -1, r.id))
+    return Lease([_payload(r, campaign, r.held_until, previous.get(r.id, [])) for r in rows], lease_seconds)
+
+
 def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_seconds: int = 900,
-          now: Optional[dt.datetime] = None) -> Lease:
+          now: Optional[dt.datetime] = None, request_id: Optional[str] = None) -> Lease:
     """Hand the worker up to ``max_records`` records it alone holds until
     ``lease_until`` (D1).  Empty when the campaign is not active or nothing is
     callable now (calling window X1, retry times P7/P9).
@@ -606,7 +631,13 @@ def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_secon
     due web leads and callbacks from the pools and the rest from the queue,
     and returns with them the queue's fill and a DNC flag per record.  A
     refill (P3) runs in its own short transaction when the queue runs low.
+
+    ``request_id`` (optional, made by the worker) makes a retry safe: the
+    records are tagged with it, and a lease repeated with the same id returns
+    the records of the first grant that the worker still holds instead of
+    taking new ones (a reply lost to a timeout strands nothing).
     """
+    request_id = _check_request_id(request_id)
     if not isinstance(max_records, int) or isinstance(max_records, bool) or not 0 <= max_records <= MAX_LEASE:
         raise InvalidInput(f"max must be a whole number 0-{MAX_LEASE}", field="max")
     if worker.campaign_id is None:
@@ -615,6 +646,11 @@ def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_secon
     _maybe_sweep(db, now)
     until = now + dt.timedelta(seconds=lease_seconds)
     campaign, queue, skill = _contexts.get(db, worker)
+    if request_id is not None:
+        again = _repeat_lease(db, worker, request_id, campaign, lease_seconds)
+        if again is not None:
+            logger.info("worker %s: lease %s repeated (%d records)", worker.name, request_id, len(again.records))
+            return again
     if campaign.status != CampaignStatus.ACTIVE or max_records == 0:
         return Lease([], lease_seconds)
     fill_key = (id(db), queue.id)
@@ -622,10 +658,11 @@ def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_secon
     if hint is not None and hint < max_records:
         # The last lease left the queue short: refill first, then one take.
         _refill_if_low(db, campaign, queue, skill, hint, max_records, now)
-    rows, remaining = _take(db, campaign, queue, worker, skill, max_records, now, until)
+    rows, remaining = _take(db, campaign, queue, worker, skill, max_records, now, until, request_id)
     moved = _refill_if_low(db, campaign, queue, skill, remaining, max_records, now)
     if moved and len(rows) < max_records:
-        more, remaining = _take(db, campaign, queue, worker, skill, max_records - len(rows), now, until)
+        more, remaining = _take(db, campaign, queue, worker, skill, max_records - len(rows), now, until,
+                                request_id)
         rows += more
     else:
         remaining += moved
@@ -719,7 +756,8 @@ def _take_stmt(pg: bool) -> sa.Update:
         from_statuses=[RecordStatus.READY, RecordStatus.QUEUED], returning=[*cols, *extra],
         values={"held_by_worker_id": sa.bindparam("w", type_=sa.Integer),
                 "held_until": sa.bindparam("until", type_=sa.DateTime),
-                "queue_id": qid, "updated_at": sa.bindparam("now_ts", type_=sa.DateTime)},
+                "queue_id": qid, "updated_at": sa.bindparam("now_ts", type_=sa.DateTime),
+                "lease_request": sa.bindparam("rq", type_=sa.String)},
     )
 
 
@@ -746,7 +784,7 @@ def _refill_if_low(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", ski
 
 
 def _take(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", worker: WorkerIdentity, skill: int, n: int,
-          now: dt.datetime, until: dt.datetime) -> tuple[list, int]:
+          now: dt.datetime, until: dt.datetime, request_id: Optional[str] = None) -> tuple[list, int]:
     """One autocommit UPDATE ... RETURNING: due web leads / callbacks (priority
     < 0) straight from the queue's pools (D10, P9), then the queue's records in
     rule order.  Returns (rows, records left in the queue afterwards)."""
@@ -757,7 +795,7 @@ def _take(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", worker: Work
         if window is None:
             return [], queue.max_size  # nothing callable now: no refill either
         params = {**window, "now": now, "n": n, "q": queue.id, "c": queue.campaign_id, "skill": skill,
-                  "w": worker.id, "until": until, "now_ts": utcnow()}
+                  "w": worker.id, "until": until, "now_ts": utcnow(), "rq": request_id}
         rows = conn.execute(_take_stmt(pg), params).all()
         taken_from_queue = sum(1 for r in rows if r.queue_seq is not None)
         in_queue = sa.and_(_REC.c.queue_id == queue.id, _REC.c.status == RecordStatus.QUEUED)

@@ -260,8 +260,11 @@ def heartbeat(
         status = None
         if worker.campaign_id is not None:
             status = session.scalar(sa.select(Campaign.status).where(Campaign.id == worker.campaign_id))
-    return {"ok": True, "campaign_status": status.value if status else None, "server_time": _iso(now),
+    body = {"ok": True, "campaign_status": status.value if status else None, "server_time": _iso(now),
             "active_calls": active_calls}
+    if lease_seconds:
+        body["lease_seconds"] = lease_seconds  # every lease held now ends >= now + lease_seconds / 2
+    return body
 
 
 def mark_stale_offline(session: Session, now: dt.datetime, timeout_s: float) -> int:
