@@ -208,28 +208,35 @@ def bulk_set_status_rows(session: Session, rows: Iterable[dict]) -> int:
     return count
 
 
+@functools.lru_cache(maxsize=64)
+def _pg_unnest_sql(key: tuple) -> sa.TextClause:
+    """The ``UPDATE ... FROM unnest(...)`` text for one shape of changes, built
+    (types compiled, text parsed) once per shape and process."""
+    from sqlalchemy.dialects import postgresql
+
+    table = CallRecord.__table__
+    dialect = postgresql.dialect()
+    cols = ["id", "from_status", *key]
+    pg_types = {"id": "INTEGER", "from_status": table.c.status.type.compile(dialect=dialect)}
+    for c in key:
+        pg_types[c] = table.c[c].type.compile(dialect=dialect)
+    sets = ", ".join(f"{c} = v.{c}" for c in key)
+    arrays = ", ".join(f"CAST(:a_{c} AS {pg_types[c]}[])" for c in cols)
+    return sa.text(f"UPDATE call_record SET {sets} FROM unnest({arrays}) AS v({', '.join(cols)}) "
+                   "WHERE call_record.id = v.id AND call_record.status = v.from_status")
+
+
 def _pg_unnest_update(session: Session, key: tuple, batch: list[dict]) -> None:
     """PostgreSQL: the whole batch as one ``UPDATE ... FROM unnest(arrays)``.
 
     One statement with fixed text (prepared once, cached), instead of one
     UPDATE per row in a pipeline: the result path's main cost otherwise.
     """
-    table = CallRecord.__table__
-    dialect = _bind(session).dialect
-    cols = ["id", "from_status", *key]
-    pg_types = {"id": "INTEGER", "from_status": table.c.status.type.compile(dialect=dialect)}
-    for c in key:
-        pg_types[c] = table.c[c].type.compile(dialect=dialect)
     src = {"id": "b_id", "from_status": "b_from", **{c: f"v_{c}" for c in key}}
-
-    def plain(value):
-        return value.value if isinstance(value, S) else value
-
-    params = {f"a_{c}": [plain(row[src[c]]) for row in batch] for c in cols}
-    sets = ", ".join(f"{c} = v.{c}" for c in key)
-    arrays = ", ".join(f"CAST(:a_{c} AS {pg_types[c]}[])" for c in cols)
-    session.execute(
-        sa.text(f"UPDATE call_record SET {sets} FROM unnest({arrays}) AS v({', '.join(cols)}) "
-                "WHERE call_record.id = v.id AND call_record.status = v.from_status"),
-        params,
-    )
+    params = {}
+    for c in ("id", "from_status", *key):
+        values = [row[src[c]] for row in batch]
+        if values and isinstance(values[0], S):  # enum columns only: plain strings for the array
+            values = [v.value if isinstance(v, S) else v for v in values]
+        params[f"a_{c}"] = values
+    session.execute(_pg_unnest_sql(key), params)

@@ -670,7 +670,10 @@ def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_secon
         _fill_hints.clear()
     _fill_hints[fill_key] = remaining
     memo: dict[Optional[str], bool] = {}
-    late = [r.id for r in rows if not memo.setdefault(r.timezone, _callable(r.timezone, campaign, now))]
+    for r in rows:
+        if r.timezone not in memo:
+            memo[r.timezone] = _callable(r.timezone, campaign, now)
+    late = [r.id for r in rows if not memo[r.timezone]]
     dnc = {r.id for r in rows if r.on_dnc}
     previous: dict[int, list[dict]] = {}
     if late or dnc or any(r.attempts > 0 for r in rows):
