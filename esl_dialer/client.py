@@ -92,7 +92,11 @@ class _Endpoint:
 def _gevent_connection(ep: _Endpoint, timeout: float) -> http.client.HTTPConnection:
     """An http.client connection whose socket is a gevent socket."""
     if ep.scheme == "https":
-        ctx = gevent.ssl.create_default_context()
+        # gevent.ssl.create_default_context() hands back the *stdlib* context when
+        # the process is not monkey-patched, whose handshake blocks the whole hub;
+        # gevent's own SSLContext makes the handshake cooperative.
+        ctx = gevent.ssl.SSLContext(gevent.ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_default_certs()
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
             ep.host, ep.port, timeout=timeout, context=ctx
         )
