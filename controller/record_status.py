@@ -6,7 +6,9 @@ the code.  Bulk helpers take SQL conditions and apply the same table.
 """
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import json
 from typing import Iterable
 
 import sqlalchemy as sa
@@ -208,10 +210,22 @@ def bulk_set_status_rows(session: Session, rows: Iterable[dict]) -> int:
     return count
 
 
+def pg_json(value) -> str:
+    """``json.dumps`` for the ``json_to_recordset`` batches: enums as their
+    value, datetimes as ISO text (PostgreSQL casts them to the column types)."""
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def _json_default(value):
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    raise TypeError(f"cannot send {type(value).__name__} as JSON")
+
+
 @functools.lru_cache(maxsize=64)
-def _pg_unnest_sql(key: tuple) -> sa.TextClause:
-    """The ``UPDATE ... FROM unnest(...)`` text for one shape of changes, built
-    (types compiled, text parsed) once per shape and process."""
+def _pg_batch_sql(key: tuple) -> sa.TextClause:
+    """The ``UPDATE ... FROM json_to_recordset(...)`` text for one shape of
+    changes, built (types compiled, text parsed) once per shape and process."""
     from sqlalchemy.dialects import postgresql
 
     table = CallRecord.__table__
@@ -221,22 +235,21 @@ def _pg_unnest_sql(key: tuple) -> sa.TextClause:
     for c in key:
         pg_types[c] = table.c[c].type.compile(dialect=dialect)
     sets = ", ".join(f"{c} = v.{c}" for c in key)
-    arrays = ", ".join(f"CAST(:a_{c} AS {pg_types[c]}[])" for c in cols)
-    return sa.text(f"UPDATE call_record SET {sets} FROM unnest({arrays}) AS v({', '.join(cols)}) "
+    shape = ", ".join(f"{c} {pg_types[c]}" for c in cols)
+    return sa.text(f"UPDATE call_record SET {sets} FROM json_to_recordset(CAST(:rows AS json)) AS v({shape}) "
                    "WHERE call_record.id = v.id AND call_record.status = v.from_status")
 
 
 def _pg_unnest_update(session: Session, key: tuple, batch: list[dict]) -> None:
-    """PostgreSQL: the whole batch as one ``UPDATE ... FROM unnest(arrays)``.
+    """PostgreSQL: the whole batch as one ``UPDATE ... FROM json_to_recordset``.
 
-    One statement with fixed text (prepared once, cached), instead of one
-    UPDATE per row in a pipeline: the result path's main cost otherwise.
+    One statement with fixed text (prepared once, cached) and one JSON
+    parameter: encoding a list of dicts with the C json encoder costs far less
+    Python than one UPDATE per row or a typed array per column.
     """
-    src = {"id": "b_id", "from_status": "b_from", **{c: f"v_{c}" for c in key}}
-    params = {}
-    for c in ("id", "from_status", *key):
-        values = [row[src[c]] for row in batch]
-        if values and isinstance(values[0], S):  # enum columns only: plain strings for the array
-            values = [v.value if isinstance(v, S) else v for v in values]
-        params[f"a_{c}"] = values
-    session.execute(_pg_unnest_sql(key), params)
+    rows = [{"id": row["b_id"], "from_status": row["b_from"].value,
+             **{c: row[f"v_{c}"] for c in key}} for row in batch]
+    for row in rows:
+        if "status" in row:
+            row["status"] = S(row["status"]).value
+    session.execute(_pg_batch_sql(key), {"rows": pg_json(rows)})

@@ -912,10 +912,10 @@ def _recycle_rules(session: Session, campaign_id: int) -> dict[str, RecycleSpec]
 def _insert_sql(cols: tuple) -> sa.TextClause:
     table = CallAttempt.__table__
     dialect = postgresql.dialect()
-    types = {c: table.c[c].type.compile(dialect=dialect) for c in cols}
-    return sa.text(f"INSERT INTO call_attempt ({', '.join(cols)}) SELECT * FROM unnest("
-                   + ", ".join(f"CAST(:a_{c} AS {types[c]}[])" for c in cols)
-                   + ") ON CONFLICT (client_id) DO NOTHING RETURNING client_id")
+    shape = ", ".join(f"{c} {table.c[c].type.compile(dialect=dialect)}" for c in cols)
+    return sa.text(f"INSERT INTO call_attempt ({', '.join(cols)}) SELECT {', '.join(cols)} "
+                   f"FROM json_to_recordset(CAST(:rows AS json)) AS x({shape}) "
+                   "ON CONFLICT (client_id) DO NOTHING RETURNING client_id")
 
 
 def _insert_ignore(session: Session, rows: list[dict]) -> set[str]:
@@ -929,9 +929,10 @@ def _insert_ignore(session: Session, rows: list[dict]) -> set[str]:
     table = CallAttempt.__table__
     dialect = _bind(session).dialect.name
     if dialect == "postgresql":
-        # One fixed-text statement over arrays: prepared once, no per-row SQL.
+        # One fixed-text statement over one JSON parameter: prepared once, no
+        # per-row SQL, and the C json encoder instead of per-value adaptation.
         cols = tuple(rows[0])
-        return set(session.execute(_insert_sql(cols), {f"a_{c}": [r[c] for r in rows] for c in cols}).scalars())
+        return set(session.execute(_insert_sql(cols), {"rows": record_status.pg_json(rows)}).scalars())
     ins = sqlite.insert(table)
     stmt = ins.on_conflict_do_nothing(index_elements=["client_id"]).returning(table.c.client_id)
     conn = session if isinstance(session, sa.Connection) else session.connection()
