@@ -111,6 +111,10 @@ class WorkerSettings:
     agent_answer_timeout_s: int = 30
     http_timeout_s: float = 3.0
     console_password: Optional[str] = None  # agent console login (D5); no console for this agent when unset
+    # Which of CAMPAIGN_SETTINGS were given on this worker's command line / config and so
+    # override the controller's campaign settings. None (the default when built in code):
+    # the worker keeps its own dialing settings and applies only the campaign status.
+    overrides: Optional[frozenset] = None
 
     @property
     def endpoint(self) -> str:
@@ -701,6 +705,8 @@ class AgentWorker:
                 if (reply or {}).get("lease_seconds"):
                     # the controller renewed this worker's leases (D1): so do we
                     self.store.renew_held(sent_at, float(reply["lease_seconds"]))
+                if isinstance((reply or {}).get("campaign"), dict):
+                    self._apply_campaign(reply["campaign"])
                 status = (reply or {}).get("campaign_status")
                 if status:
                     self._campaign_status(status)
@@ -730,6 +736,52 @@ class AgentWorker:
         if active != self.campaign_active:
             logger.info("worker %s: campaign is %s", self.s.agent, status)
         self.campaign_active = active
+        if active:
+            self.kick_dial.set()
+        elif status == "finished" and not self.draining.is_set():
+            self._release_held()
+
+    def _release_held(self) -> None:
+        """Campaign finished: hand back every record not being dialed (calls in progress end normally)."""
+        held = self.store.held_ids()
+        if not held:
+            return
+        try:
+            self.client.release(held)
+        except ControllerError as exc:
+            logger.info("worker %s: release after finish failed (%s); leases will expire", self.s.agent, exc)
+            return
+        for rid in held:
+            self.store.drop(rid, "released")
+        logger.info("worker %s: campaign finished, %d record(s) released", self.s.agent, len(held))
+
+    def _apply_campaign(self, campaign: dict) -> None:
+        """Dialing settings from the controller (heartbeat reply / ``campaign`` event; P14, D2, X1).
+
+        A setting named in ``WorkerSettings.overrides`` (given on the worker's
+        own command line or config) wins; ``overrides=None`` keeps them all.
+        """
+        if self.s.overrides is None:
+            return
+        changes = campaign_changes(self.s, campaign)
+        if not changes:
+            return
+        old = self.s
+        self.s = replace(self.s, **changes)
+        logger.info("worker %s: campaign settings applied: %s", self.s.agent,
+                    ", ".join(f"{k}={getattr(self.s, k)}" for k in sorted(changes)))
+        if (old.mode, old.ratio, old.abandon_target) != (self.s.mode, self.s.ratio, self.s.abandon_target):
+            config = PacingConfig(mode=self.s.mode, ratio=self.s.ratio, abandon_target=self.s.abandon_target)
+            if self.team is not None and self.s.mode is DialMode.PREVIEW:
+                # preview clicks are per agent: leave the shared team pacer
+                self.team.workers.pop(self.s.agent, None)
+                self.team = None
+            if self.team is not None:
+                self.team.reconfigure(config)
+                self.pacer = self.team.pacer
+            else:
+                self.pacer = make_pacer(config, self.clock)
+            self.kick_dial.set()
 
     def _events_loop(self) -> None:
         self.client.listen_events(self._on_controller_event, stop=self.stopping)
@@ -740,7 +792,49 @@ class AgentWorker:
             self._rx[str(data["call_uuid"])] = time.monotonic()
             self.inbox.put(("overflow", str(data["call_uuid"]), data.get("record") or {}))
         elif ev.event == "campaign" and data.get("status"):
+            if "dial_mode" in data:
+                self._apply_campaign(data)
             self._campaign_status(str(data["status"]))
+
+
+#: campaign setting (controller name) -> WorkerSettings field
+CAMPAIGN_SETTINGS = {
+    "dial_mode": "mode",
+    "dial_ratio": "ratio",
+    "abandon_target": "abandon_target",
+    "caller_id_number": "caller_id_number",
+    "caller_id_name": "caller_id_name",
+    "abandon_message": "abandon_message",
+}
+
+
+def campaign_changes(settings: WorkerSettings, campaign: dict) -> dict:
+    """WorkerSettings fields to change for a campaign payload (pure).
+
+    Skips fields in ``settings.overrides``, missing/None values (an unset
+    abandon message keeps the worker's file) and values that do not parse.
+    """
+    overrides = settings.overrides or frozenset()
+    out: dict = {}
+    for key, attr in CAMPAIGN_SETTINGS.items():
+        if attr in overrides or campaign.get(key) is None:
+            continue
+        raw = campaign[key]
+        try:
+            if attr == "mode":
+                value: Any = DialMode(str(raw))
+            elif attr in ("ratio", "abandon_target"):
+                value = float(raw)
+                if not 0 < value <= (10 if attr == "ratio" else 1):
+                    raise ValueError(raw)
+            else:
+                value = str(raw)
+        except (TypeError, ValueError):
+            logger.warning("worker %s: campaign setting %s=%r ignored", settings.agent, key, raw)
+            continue
+        if value != getattr(settings, attr):
+            out[attr] = value
+    return out
 
 
 def __getattr__(name: str):

@@ -40,6 +40,11 @@ class HostTeam:
     def add(self, worker: AgentWorker) -> None:
         self.workers[worker.s.agent] = worker
 
+    def reconfigure(self, config: PacingConfig) -> None:
+        """New pacing settings from the campaign (idempotent: every worker of the team calls it)."""
+        if config != self.pacer.config:
+            self.pacer = make_pacer(config, self.clock)
+
     def snapshot(self, now: float) -> TeamSnapshot:
         agents, ringing, waiting = [], [], []
         for w in self.workers.values():

@@ -29,3 +29,4 @@ def health():
 
 from . import ivr  # noqa: E402,F401  (IVR / remote-center ACD routes, SPEC R3-R9)
 from . import agents, leads, worker  # noqa: E402,F401  (worker API, D1-D10, P2-P11)
+from . import campaign  # noqa: E402,F401  (worker campaign settings, P14/D2/X1)

@@ -1,4 +1,4 @@
-"""`dialer campaign ...`: create and list campaigns."""
+"""`dialer campaign ...`: create, list, start/pause/resume/finish and set campaigns."""
 from __future__ import annotations
 
 import click
@@ -11,7 +11,7 @@ from .options import database_option, open_database
 
 @click.group("campaign")
 def campaign_group() -> None:
-    """Create and list campaigns."""
+    """Create, list and control campaigns."""
 
 
 @campaign_group.command("create")
@@ -62,6 +62,51 @@ def list_(database_url: str) -> None:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(c.records.items()))
         click.echo(f"{c.id:>4}  {c.name:<24} {c.status:<9} {c.dial_mode:<12} {c.window:<12} "
                    f"{c.total_records:>9}  {', '.join(c.pools) or '-'}" + (f"  ({counts})" if counts else ""))
+
+
+def _status_command(action: str, help_text: str) -> click.Command:
+    @click.argument("name")
+    @database_option
+    def command(database_url: str, name: str) -> None:
+        db = open_database(database_url)
+        try:
+            change = campaigns.change_status(db, name, action)
+        finally:
+            db.dispose()
+        click.echo(f"campaign {change.campaign!r}: {change.old.value} -> {change.new.value} "
+                   f"({change.workers_notified} worker(s) notified)")
+
+    command.__doc__ = help_text
+    return campaign_group.command(action)(command)
+
+
+start = _status_command("start", "Start campaign NAME (draft -> active): its workers begin dialing (P14).")
+pause = _status_command("pause", "Pause campaign NAME: workers place no new calls; calls in progress finish.")
+resume = _status_command("resume", "Resume a paused campaign NAME: workers dial again within seconds.")
+finish = _status_command("finish", "Finish campaign NAME: workers stop dialing and hand back the records they hold.")
+
+
+@campaign_group.command("set")
+@click.argument("name")
+@click.option("--dial-mode", type=click.Choice([m.value for m in DialMode]), default=None, help="Dial mode (D2).")
+@click.option("--ratio", "dial_ratio", type=float, default=None, help="Lines per agent in power mode.")
+@click.option("--abandon-target", default=None, help="Maximum abandonment rate, as 0.03 or 3% (X1).")
+@click.option("--window", default=None, help="Local calling hours, HH:MM-HH:MM.")
+@click.option("--caller-id", "caller_id_number", default=None, help="Caller id number ('' clears it).")
+@click.option("--caller-id-name", default=None, help="Caller id name ('' clears it).")
+@click.option("--abandon-message", default=None, help="Sound file played to abandoned parties (X1).")
+@database_option
+def set_(database_url: str, name: str, **options) -> None:
+    """Change campaign NAME's dialing settings; its workers apply them within seconds."""
+    db = open_database(database_url)
+    try:
+        settings = campaigns.update_settings(db, name, **options)
+    finally:
+        db.dispose()
+    click.echo(f"campaign {settings['name']!r}: {settings['dial_mode']}, ratio {settings['dial_ratio']:g}, "
+               f"abandon target {settings['abandon_target']:.1%}, window {settings['window_start']}-"
+               f"{settings['window_end']}, caller id {settings['caller_id_number'] or '-'}"
+               + (f" ({settings['caller_id_name']})" if settings['caller_id_name'] else ""))
 
 
 COMMANDS = [campaign_group]

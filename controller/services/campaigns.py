@@ -228,3 +228,165 @@ def get_or_create_pool(db: Database, campaign: str | int | Campaign, name: str) 
             if pool is None:
                 raise
             return pool, False
+
+
+# --- status control and dialing settings (SPEC P14, D2, X1) ------------------------------
+
+#: allowed status changes, by action: action -> (from statuses, to status)
+TRANSITIONS: dict[str, tuple[frozenset[CampaignStatus], CampaignStatus]] = {
+    "start": (frozenset({CampaignStatus.DRAFT}), CampaignStatus.ACTIVE),
+    "pause": (frozenset({CampaignStatus.ACTIVE}), CampaignStatus.PAUSED),
+    "resume": (frozenset({CampaignStatus.PAUSED}), CampaignStatus.ACTIVE),
+    "finish": (frozenset({CampaignStatus.DRAFT, CampaignStatus.ACTIVE, CampaignStatus.PAUSED}),
+               CampaignStatus.FINISHED),
+}
+
+#: what the worker applies from the campaign (heartbeat reply ``campaign``)
+WORKER_SETTING_FIELDS = ("dial_mode", "dial_ratio", "abandon_target", "caller_id_number", "caller_id_name",
+                         "abandon_message")
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusChange:
+    campaign: str
+    old: CampaignStatus
+    new: CampaignStatus
+    workers_notified: int
+
+
+def next_status(current: CampaignStatus, action: str) -> CampaignStatus:
+    """The status after ``action`` (pure); InvalidInput / Conflict when not allowed."""
+    if action not in TRANSITIONS:
+        raise InvalidInput(f"unknown campaign action {action!r} (use {', '.join(TRANSITIONS)})", field="action")
+    sources, target = TRANSITIONS[action]
+    if current not in sources:
+        allowed = ", ".join(sorted(s.value for s in sources))
+        raise Conflict(f"cannot {action} a campaign that is {current.value} (only when {allowed})",
+                       field="status")
+    return target
+
+
+def _notify_caches() -> None:
+    # Lease contexts are cached CONTEXT_CACHE_S per process; drop this process's at once.
+    from . import distribution
+
+    distribution._contexts.clear()
+
+
+def change_status(db: Database, ref: str | int | Campaign, action: str) -> StatusChange:
+    """start / pause / resume / finish a campaign and tell its workers (``campaign`` event).
+
+    The row is locked (``FOR UPDATE`` on PostgreSQL) so two managers racing on
+    the same campaign see one change and one Conflict.
+    """
+    with db.session() as session:
+        campaign = get_campaign_in(session, ref)
+        if session.bind.dialect.name == "postgresql":
+            session.refresh(campaign, with_for_update=True)
+        old = CampaignStatus(campaign.status)
+        new = next_status(old, action)
+        campaign.status = new
+        from . import events
+
+        n = events.publish_campaign_status(session, campaign.id, new.value)
+        name = campaign.name
+    _notify_caches()
+    logger.info("campaign %s: %s -> %s (%d workers notified)", name, old.value, new.value, n)
+    return StatusChange(name, old, new, n)
+
+
+def worker_settings_of(campaign: Campaign) -> dict:
+    """The campaign's status and dialing settings as the worker receives them."""
+    return {
+        "name": campaign.name,
+        "status": CampaignStatus(campaign.status).value,
+        "dial_mode": DialMode(campaign.dial_mode).value,
+        "dial_ratio": campaign.dial_ratio,
+        "abandon_target": campaign.abandon_target,
+        "caller_id_number": campaign.caller_id_number,
+        "caller_id_name": campaign.caller_id_name,
+        "abandon_message": campaign.abandon_message,
+        "window_start": campaign.window_start,
+        "window_end": campaign.window_end,
+    }
+
+
+def worker_settings(db: Database, campaign_id: int) -> dict:
+    with db.session() as session:
+        return worker_settings_of(get_campaign_in(session, int(campaign_id)))
+
+
+def update_settings(
+    db: Database,
+    ref: str | int | Campaign,
+    *,
+    dial_mode: DialMode | str | None = None,
+    dial_ratio: float | str | None = None,
+    abandon_target: float | str | None = None,
+    window: Optional[str] = None,
+    caller_id_number: Optional[str] = None,
+    caller_id_name: Optional[str] = None,
+    abandon_message: Optional[str] = None,
+) -> dict:
+    """Change a campaign's dialing settings (only those given); workers pick them up
+    with their next heartbeat and a ``campaign`` event is published at once."""
+    changes: dict = {}
+    if dial_mode is not None:
+        changes["dial_mode"] = _enum_value(DialMode, dial_mode, "dial_mode")
+    if dial_ratio is not None:
+        try:
+            ratio = float(dial_ratio)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"dial ratio must be a number, got {dial_ratio!r}", field="dial_ratio") from None
+        if not 0 < ratio <= 10:
+            raise InvalidInput(f"dial ratio must be in (0, 10], got {dial_ratio!r}", field="dial_ratio")
+        changes["dial_ratio"] = ratio
+    if abandon_target is not None:
+        changes["abandon_target"] = parse_abandon_target(abandon_target)
+    if window is not None:
+        try:
+            win = parse_window(window)
+        except WindowError as err:
+            raise InvalidInput(str(err), field="window") from None
+        changes["window_start"] = f"{win.start:%H:%M}"
+        changes["window_end"] = f"{win.end:%H:%M}"
+    if caller_id_name is not None:
+        if len(caller_id_name) > 64:
+            raise InvalidInput("caller id name is longer than 64 characters", field="caller_id_name")
+        changes["caller_id_name"] = caller_id_name.strip() or None
+    if abandon_message is not None:
+        if len(abandon_message) > 255:
+            raise InvalidInput("abandon message path is longer than 255 characters", field="abandon_message")
+        changes["abandon_message"] = abandon_message.strip() or None
+    if not changes and caller_id_number is None:
+        raise InvalidInput("nothing to change (give at least one setting)")
+    with db.session() as session:
+        campaign = get_campaign_in(session, ref)
+        if caller_id_number is not None:
+            if caller_id_number.strip():
+                parsed = numbers.parse_number(caller_id_number, campaign.default_region)
+                if not parsed:
+                    raise InvalidInput(f"caller id {caller_id_number!r}: {parsed.message}",
+                                       field="caller_id_number")
+                changes["caller_id_number"] = parsed.e164
+            else:
+                changes["caller_id_number"] = None
+        for key, value in changes.items():
+            setattr(campaign, key, value)
+        session.flush()
+        settings = worker_settings_of(campaign)
+        publish_settings_in(session, campaign.id, settings)
+    _notify_caches()
+    logger.info("campaign %s: settings changed (%s)", settings["name"], ", ".join(sorted(changes)))
+    return settings
+
+
+def publish_settings_in(session: Session, campaign_id: int, settings: dict) -> int:
+    """A ``campaign`` event carrying status and settings to every worker of the campaign."""
+    from ..models import Worker
+    from . import events
+
+    ids = session.scalars(sa.select(Worker.id).where(Worker.campaign_id == campaign_id)).all()
+    for wid in ids:
+        events.publish_in(session, wid, "campaign", dict(settings))
+    return len(ids)

@@ -258,10 +258,18 @@ def heartbeat(
                 due_before=now + dt.timedelta(seconds=lease_seconds / 2), limit=HEARTBEAT_RENEW_MAX,
             )
         status = None
+        settings = None
         if worker.campaign_id is not None:
-            status = session.scalar(sa.select(Campaign.status).where(Campaign.id == worker.campaign_id))
+            campaign_row = session.get(Campaign, worker.campaign_id)
+            if campaign_row is not None:
+                status = campaign_row.status
+                from .campaigns import worker_settings_of  # P14/D2/X1: the worker applies these
+
+                settings = worker_settings_of(campaign_row)
     body = {"ok": True, "campaign_status": status.value if status else None, "server_time": _iso(now),
             "active_calls": active_calls}
+    if settings is not None:
+        body["campaign"] = settings
     if lease_seconds:
         body["lease_seconds"] = lease_seconds  # every lease held now ends >= now + lease_seconds / 2
     return body

@@ -39,7 +39,9 @@ def parse_hostport(value: str, default_port: int = 8021) -> tuple[str, int]:
 
 def build_settings(opts: dict[str, Any], config: dict[str, Any] | None) -> tuple[list, tuple[str, int], str]:
     """WorkerSettings for every agent from CLI options over an optional TOML config."""
-    from ..worker import WorkerSettings
+    from ..worker import CAMPAIGN_SETTINGS, WorkerSettings
+
+    CAMPAIGN_FIELDS = frozenset(CAMPAIGN_SETTINGS.values())
 
     cfg = dict(config or {})
     agents_cfg = list(cfg.pop("agent", []) or [])
@@ -77,7 +79,10 @@ def build_settings(opts: dict[str, Any], config: dict[str, Any] | None) -> tuple
             raise click.UsageError(f"agent {ext} is listed twice")
         seen.add(ext)
         per = {k: v for k, v in a.items() if k in known and k not in ("agent", "token")}
-        out.append(WorkerSettings(agent=ext, controller=str(controller), token=str(a["token"]), **{**common, **per}))
+        given = {**common, **per}
+        # P14/D2/X1: dialing settings come from the campaign unless given here (then they win)
+        given["overrides"] = frozenset(k for k in CAMPAIGN_FIELDS if k in given)
+        out.append(WorkerSettings(agent=ext, controller=str(controller), token=str(a["token"]), **given))
     switch = parse_hostport(str(merged.get("switch") or "127.0.0.1:8021"))
     return out, switch, str(merged.get("password") or "ClueCon")
 
