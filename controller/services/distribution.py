@@ -56,7 +56,7 @@ ZONES_CACHE_S = 60.0
 #: how long (s) a queue's measured depletion rate is reused per process
 RATE_CACHE_S = 5.0
 #: how long (s) a worker's campaign/queue settings are reused per process
-CONTEXT_CACHE_S = 1.0
+CONTEXT_CACHE_S = 5.0
 #: how long (s) a campaign's recycle rules are reused per process
 RULES_CACHE_S = 5.0
 PREVIOUS_ATTEMPTS_SHOWN = 10
