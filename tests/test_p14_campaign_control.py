@@ -160,3 +160,42 @@ def test_d2_worker_cli_given_options_are_overrides():
     assert settings[0].overrides == frozenset({"mode", "abandon_message"})
     settings, _, _ = build_settings({"controller": "http://c", "agents": "1001", "token": "T"}, None)
     assert settings[0].overrides == frozenset()
+
+
+def test_p14_dashboard_buttons_need_login_and_csrf(db, db_url, monkeypatch):
+    import re
+
+    from controller import config as config_mod
+    from controller.services import users
+
+    monkeypatch.setattr(users, "PASSWORD_METHOD", "pbkdf2:sha256:1000")
+    cid, w1, _ = _campaign_with_workers(db)
+    users.add_user(db, "sup", "correct horse battery")
+    app = create_app(config_mod.TestConfig(db_url))
+    try:
+        client = app.test_client()
+        url = f"/campaigns/{cid}/control"
+        r = client.post(url, data={"action": "start"})
+        assert r.status_code in (302, 401, 403) and C.get_campaign(db, cid).status is CS.DRAFT  # anonymous
+        html = client.get("/login").get_data(as_text=True)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+        assert client.post("/login", data={"username": "sup", "password": "correct horse battery",
+                                           "csrf_token": token}).status_code == 302
+        page = client.get("/campaigns").get_data(as_text=True)
+        assert 'data-campaign-action="start"' in page and 'data-campaign-action="pause"' not in page
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        assert client.post(url, data={"action": "start", "csrf_token": "forged"}).status_code in (400, 403)
+        assert C.get_campaign(db, cid).status is CS.DRAFT
+        r = client.post(url, data={"action": "start", "csrf_token": token}, follow_redirects=True)
+        assert r.status_code == 200 and "is active (2 worker(s) notified)" in r.get_data(as_text=True)
+        assert C.get_campaign(db, cid).status is CS.ACTIVE
+        assert [e.data["status"] for e in events.fetch(db, w1.id, 0)] == ["active"]
+        page = client.post(url, data={"action": "resume", "csrf_token": token}, follow_redirects=True)
+        assert "cannot resume a campaign that is active" in page.get_data(as_text=True)
+        assert client.post(url, data={"action": "bogus", "csrf_token": token}).status_code == 400
+        assert client.post("/campaigns/9999/control", data={"action": "pause", "csrf_token": token}).status_code == 404
+        client.post(url, data={"action": "pause", "csrf_token": token})
+        assert C.get_campaign(db, cid).status is CS.PAUSED
+        assert 'data-campaign-action="resume"' in client.get("/campaigns").get_data(as_text=True)
+    finally:
+        app.extensions["dialer_db"].dispose()

@@ -22,6 +22,7 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/pools", "pools", pools_page)
     bp.add_url_rule("/queues/<int:queue_id>/rules", "queue_rules", queue_rules, methods=["GET", "POST"])
     bp.add_url_rule("/pools/<int:pool_id>/move", "move_pool", move_pool, methods=["POST"])
+    bp.add_url_rule("/campaigns/<int:campaign_id>/control", "campaign_control", campaign_control, methods=["POST"])
     bp.add_url_rule("/agents", "agents", agents_page)
     bp.add_url_rule("/attempts", "attempts", attempts_page)
     bp.add_url_rule("/records/<int:record_id>", "record", record_page)
@@ -41,7 +42,33 @@ def campaigns_page():
         statuses=[s.value for s in RecordStatus],
         agent_counts=reporting.agent_state_counts(agent_list),
         agent_states=[s.value for s in AgentState],
+        campaign_actions=CAMPAIGN_ACTIONS,
     )
+
+
+#: buttons shown on the campaigns page for each status (P14)
+CAMPAIGN_ACTIONS = {"draft": ("start", "finish"), "active": ("pause", "finish"), "paused": ("resume", "finish"),
+                    "finished": ()}
+
+
+def campaign_control(campaign_id: int):
+    """Start / pause / resume / finish a campaign; its workers follow within seconds (P14)."""
+    from ..services import campaigns as campaign_service
+
+    action = request.form.get("action")
+    if action not in campaign_service.TRANSITIONS:
+        abort(400, description="Choose start, pause, resume or finish.")
+    try:
+        change = campaign_service.change_status(get_db(), campaign_id, action)
+    except NotFound:
+        abort(404, description=f"There is no campaign {campaign_id}.")
+    except DialerError as err:
+        flash(err.message, "error")
+    else:
+        logger.info("campaign %s: %s from the dashboard", change.campaign, action)
+        flash(f"Campaign {change.campaign} is {change.new.value} ({change.workers_notified} worker(s) notified).",
+              "ok")
+    return redirect(url_for("dashboard.campaigns"))
 
 
 def pools_page():
