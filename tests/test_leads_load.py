@@ -337,3 +337,59 @@ def test_x1_toll_free_numbers_store_no_zone(db, campaign, tmp_path):
     assert leads.load_leads(db, path, "spring", "main").loaded == 1
     (r,) = records(db)
     assert r.timezone is None and r.city is None
+
+
+def _load_result(db, path, campaign_name, workers):
+    summary = leads.load_leads(db, path, campaign_name, "main", workers=workers)
+    with open(str(path) + ".rejects.csv", encoding="utf-8", newline="") as f:
+        rejects = f.read()
+    with db.session() as s:
+        camp = campaigns.get_campaign_in(s, campaign_name)
+        rows = s.execute(sa.select(CallRecord.number, CallRecord.name, CallRecord.city, CallRecord.region,
+                                   CallRecord.country, CallRecord.timezone, CallRecord.extra,
+                                   CallRecord.priority, CallRecord.difficulty)
+                         .where(CallRecord.campaign_id == camp.id).order_by(CallRecord.id)).all()
+    counts = [getattr(summary, f) for f in ("loaded", "duplicate", "dnc", "invalid", "rejected", "total")]
+    return counts, dict(summary.invalid_reasons), rejects, rows
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_p1_block_fast_path_matches_careful_reader(db, campaign, tmp_path, crlf):
+    """Workers reading whole blocks (no quotes in the file) decide exactly as the CSV reader path."""
+    dnc.add_number(db, "212-555-0199", source="test")
+    lines = ["First Name,last_name,phone,email,priority,city"]
+    for i in range(3000):
+        area = [415, 212, 303, 555, 907][i % 5]
+        lines.append(f"F{i},L{i},({area}) 55{i % 7 + 2}-{i % 1500 + 1000:04d},e{i}@x.org,{i % 4},")
+        if i % 97 == 0:
+            lines.append("")  # blank line
+        if i % 211 == 0:
+            lines.append(f"Bad,Prio,+1 303 555 {i % 9000 + 1000:04d},x,high,Denver")
+        if i % 301 == 0:
+            lines.append(f"Extra,Cols,+44 20 7946 {i % 9000 + 1000:04d},y,1,London,spare,more")
+        if i % 401 == 0:
+            lines.append(f"Ren\u00e9,Dupr\u00e9,+33 1 42 68 53 {i % 90 + 10:02d},z,2,Paris")
+    lines.append("Dnc,Hit,212-555-0199,,,")
+    lines.append("Short,Row,415 555 2671")
+    lines.append("Dup,Row,(415) 552-1000,,,")
+    text = ("\r\n" if crlf else "\n").join(lines) + "\n"
+    data = b"\xef\xbb\xbf" + text.encode("utf-8")
+    data = data.replace(b"e5@x.org", b"e5@x\xff.org").replace(b"e7@x.org", b"e7@x\x00.org")
+    path = write(tmp_path / "big.csv", data)
+    assert leads.leadblocks.fast_body_offset(path, 1) is not None
+    careful = _load_result(db, path, "spring", workers=1)
+    other = campaigns.create_campaign(db, "other", default_region="US")
+    fast = _load_result(db, path, other.name, workers=2)
+    assert fast == careful
+    counts = careful[0]
+    assert counts[0] > 0 and all(c > 0 for c in counts[1:]) and sum(counts[:5]) == counts[5]
+    again = leads.load_leads(db, path, other.name, "main", workers=2)  # re-run loads nothing
+    assert again.loaded == 0 and again.duplicate == fast[0][0] + fast[0][1]
+
+
+def test_p1_quoted_file_takes_the_careful_reader(db, campaign, tmp_path):
+    path = write(tmp_path / "q.csv", 'name,phone\n"Lee, Ann","(415) 555-2671"\n"Multi\nline",+1 212 555 0199\n')
+    assert leads.leadblocks.fast_body_offset(path, 1) is None
+    summary = leads.load_leads(db, path, "spring", "main", workers=2)
+    assert (summary.loaded, summary.total) == (2, 2)
+    assert {r.name for r in records(db)} == {"Lee, Ann", "Multi\nline"}

@@ -176,6 +176,11 @@ class CsvSource:
     # -- iteration
 
     @property
+    def lines_read(self) -> int:
+        """Physical lines consumed so far (after the header: the header's lines)."""
+        return self._lines.line_no
+
+    @property
     def chars_read(self) -> int:
         return self._lines.chars
 

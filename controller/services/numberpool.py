@@ -16,7 +16,7 @@ import logging
 import multiprocessing
 import os
 from concurrent.futures.process import BrokenProcessPool
-from typing import Iterable, Iterator, Optional, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
 from .. import numbers
 
@@ -53,8 +53,13 @@ def parse_in_order(
     chunks: Iterable[tuple[T, Sequence[str]]],
     default_region: Optional[str],
     workers: int = 1,
+    func: Callable[[Any, Optional[str]], list] = parse_chunk,
 ) -> Iterator[tuple[T, list[ParseResult]]]:
     """For each ``(payload, raw_numbers)`` yield ``(payload, results)`` in input order.
+
+    ``func(job, default_region)`` does the work (default :func:`parse_chunk`
+    on a sequence of raw numbers); it must be a module-level function of a
+    light module, as spawned workers import it.
 
     ``workers <= 1`` parses in this process (no start-up cost for small files).
     Worker processes are started with ``spawn``: no inherited database handles,
@@ -62,7 +67,7 @@ def parse_in_order(
     """
     if workers <= 1:
         for payload, raws in chunks:
-            yield payload, parse_chunk(raws, default_region)
+            yield payload, func(raws, default_region)
         return
     ctx = multiprocessing.get_context("spawn")
     pending: collections.deque = collections.deque()
@@ -80,12 +85,13 @@ def parse_in_order(
                 # that spawn needs: slower, but the load still completes.
                 logger.warning("parse worker processes failed (%s); parsing in this process", err)
                 broken = True
-        return parse_chunk(raws, default_region)
+        return func(raws, default_region)
 
     try:
         for payload, raws in chunks:
-            raws = list(raws)
-            future = None if broken else executor.submit(parse_chunk, raws, default_region)
+            if func is parse_chunk:
+                raws = list(raws)
+            future = None if broken else executor.submit(func, raws, default_region)
             pending.append((payload, raws, future))
             while len(pending) >= limit or (broken and pending):
                 done = pending.popleft()
