@@ -182,6 +182,7 @@ class AgentWorker:
         self.agent_leg: Optional[str] = None
         self.agent_leg_down = gevent.event.Event()
         self.campaign_active = True
+        self.campaign_seen = gevent.event.Event()  # first campaign settings received (heartbeat or event)
         self.controller_down_since: Optional[float] = None
         self.reported_state: Optional[AgentState] = None
         self._foreign: dict[str, dict] = {}  # overflow calls of other workers bridged to our agent
@@ -540,6 +541,10 @@ class AgentWorker:
         return self.pacer.lines_to_place(self._team(now))
 
     def _dial_loop(self) -> None:
+        if self.s.overrides is not None:
+            # dial with the campaign's settings from the first call; a controller that
+            # does not answer at start costs CAMPAIGN_WAIT_S, then the worker's own apply
+            self.campaign_seen.wait(timeout=CAMPAIGN_WAIT_S)
         while not self.stopping.is_set():
             self.kick_dial.wait(self.s.dial_interval_s)
             self.kick_dial.clear()
@@ -764,6 +769,7 @@ class AgentWorker:
         if self.s.overrides is None:
             return
         changes = campaign_changes(self.s, campaign)
+        self.campaign_seen.set()
         if not changes:
             return
         old = self.s
@@ -796,6 +802,9 @@ class AgentWorker:
                 self._apply_campaign(data)
             self._campaign_status(str(data["status"]))
 
+
+#: at start, how long the dial loop waits for the campaign's settings (first heartbeat reply)
+CAMPAIGN_WAIT_S = 3.0
 
 #: campaign setting (controller name) -> WorkerSettings field
 CAMPAIGN_SETTINGS = {
