@@ -354,8 +354,11 @@ def _load_result(db, path, campaign_name, workers):
 
 
 @pytest.mark.parametrize("crlf", [False, True])
-def test_p1_block_fast_path_matches_careful_reader(db, campaign, tmp_path, crlf):
-    """Workers reading whole blocks (no quotes in the file) decide exactly as the CSV reader path."""
+def test_p1_block_fast_path_matches_careful_reader(db, campaign, tmp_path, crlf, monkeypatch):
+    """Workers reading whole blocks (no quotes in the file) decide exactly as the CSV reader path,
+    whatever the chunk / block boundaries."""
+    monkeypatch.setattr(leads, "CHUNK_ROWS", 700)
+    monkeypatch.setattr(leads.leadblocks, "BLOCK_BYTES", 4096)
     dnc.add_number(db, "212-555-0199", source="test")
     lines = ["First Name,last_name,phone,email,priority,city"]
     for i in range(3000):
@@ -372,6 +375,7 @@ def test_p1_block_fast_path_matches_careful_reader(db, campaign, tmp_path, crlf)
     lines.append("Dnc,Hit,212-555-0199,,,")
     lines.append("Short,Row,415 555 2671")
     lines.append("Dup,Row,(415) 552-1000,,,")
+    lines.append("Dnc,Again,(212) 555-0199,,,")  # a later chunk: a duplicate, as in the same chunk
     text = ("\r\n" if crlf else "\n").join(lines) + "\n"
     data = b"\xef\xbb\xbf" + text.encode("utf-8")
     data = data.replace(b"e5@x.org", b"e5@x\xff.org").replace(b"e7@x.org", b"e7@x\x00.org")

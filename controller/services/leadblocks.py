@@ -26,8 +26,8 @@ from .csvfiles import MAX_LINE_CHARS, _non_utf8, printable
 
 logger = logging.getLogger(__name__)
 
-#: bytes per block (~7,000 rows of a typical lead file)
-BLOCK_BYTES = 512 * 1024
+#: bytes per block (~3,500 rows of a typical lead file)
+BLOCK_BYTES = 256 * 1024
 _esc = json.encoder.encode_basestring_ascii
 
 #: one entry per non-blank row, tagged by its first item:
@@ -50,20 +50,29 @@ def fast_body_offset(path: Path, header_lines: int) -> Optional[int]:
             if not f.readline(MAX_LINE_CHARS):
                 return None
         offset = f.tell()
-        tail = b""
+        limit = MAX_LINE_CHARS // 2  # bytes; conservative (a character is 1-4 bytes)
+        run = 0  # length of the line still open at the end of the previous block
+        last = b""  # last byte of the previous block (a CR pairs with the next LF)
         while True:
             block = f.read(BLOCK_BYTES)
             if not block:
                 return offset
             if b'"' in block:
                 return None
-            data = tail + block
+            data = last + block
             if data.count(b"\r") != data.count(b"\r\n") + data.endswith(b"\r"):
                 return None
-            pieces = data.split(b"\n")
-            if max(map(len, pieces)) >= MAX_LINE_CHARS // 2:
+            pieces = block.split(b"\n")
+            if len(pieces) == 1:
+                run += len(block)
+            else:
+                longest = max(run + len(pieces[0]), max(map(len, pieces[1:-1]), default=0))
+                if longest >= limit:
+                    return None
+                run = len(pieces[-1])
+            if run >= limit:
                 return None
-            tail = pieces[-1][-1:]  # a CR at a block edge pairs with the next block's LF
+            last = block[-1:]
 
 
 def blocks(path: Path, offset: int, first_line: int) -> Iterator[tuple[bytes, int]]:

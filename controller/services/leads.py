@@ -540,6 +540,10 @@ class _ChunkLoader:
         # number seen (that was 60+ MB for a million rows).
         self.id_watermark = 0
         self.reasons: collections.Counter = collections.Counter()
+        # Numbers rejected as DNC in this load: a later row with the same number
+        # is a duplicate whether or not it falls in the same chunk (the counts
+        # must not depend on chunk boundaries).  At most the DNC hits' size.
+        self.dnc_seen: set[str] = set()
 
     def load_chunk(self, session: Session, payload: list, results: list) -> None:
         s = self.summary
@@ -574,12 +578,13 @@ class _ChunkLoader:
         candidates: list[tuple] = []
         seen: set[str] = set()
         recent: set[str] = set().union(*self.recent)
+        dnc_seen = self.dnc_seen
         for item in items:
             s.total += 1
             kind = item[0]
             if kind == "G":
                 e164 = item[2]
-                if e164 in seen or e164 in recent:
+                if e164 in seen or e164 in recent or e164 in dnc_seen:
                     s.duplicate += 1
                     reject(item[1], REASON_DUPLICATE_FILE, item[12].split(delimiter))
                     continue
@@ -606,6 +611,7 @@ class _ChunkLoader:
              text) in candidates:
             if e164 in on_dnc:
                 s.dnc += 1
+                dnc_seen.add(e164)
                 reject(line, REASON_DNC, text.split(delimiter))
                 continue
             if e164 in existing:
@@ -633,6 +639,7 @@ class _ChunkLoader:
         seen: set[str] = set()  # duplicates within this chunk
         # numbers of the chunks the writer may not have committed yet
         recent: set[str] = set().union(*self.recent)
+        dnc_seen = self.dnc_seen
         for row in payload:
             s.total += 1
             if isinstance(row, BadRow):
@@ -646,7 +653,7 @@ class _ChunkLoader:
                 self.reasons[result[1]] += 1
                 reject(row.line, f"invalid number: {result[2]}", row.fields)
                 continue
-            if e164 in seen or e164 in recent:
+            if e164 in seen or e164 in recent or e164 in dnc_seen:
                 s.duplicate += 1
                 reject(row.line, REASON_DUPLICATE_FILE, row.fields)
                 continue
@@ -662,6 +669,7 @@ class _ChunkLoader:
         for row, (e164, country, geographical) in candidates:
             if e164 in on_dnc:
                 s.dnc += 1
+                dnc_seen.add(e164)
                 reject(row.line, REASON_DNC, row.fields)
                 continue
             if e164 in existing:
