@@ -102,7 +102,9 @@ class LegAcceptor:
             self.report.operator = operator["name"]
             self._bridge_operator(operator["extension"])
         except CallerGone:
-            self.report.outcome = "caller_hangup" if self.report.outcome == "unknown" else self.report.outcome
+            if self.report.outcome == "unknown":
+                # Hanging up after the operator answered ends a conversation that happened.
+                self.report.outcome = "connected" if self.report.connected_at is not None else "caller_hangup"
         except (CommandTimeout, ControllerUnavailable, ApiError, RuntimeError) as err:
             logger.warning("leg %s: %s", self.uuid, err)
             self.report.outcome = "error"

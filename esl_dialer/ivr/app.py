@@ -356,10 +356,20 @@ class IvrCall:
         # From here the leg speaks for the proxy: a hang-up during the
         # conversation must not cancel it (the remote acceptor reports the end).
         self._proxy = None
+
+        def on_bridge(_event) -> None:
+            self.report.bridge_answered = True
+
+        self.session.register_handle("CHANNEL_BRIDGE", on_bridge)
         try:
             done = self.session.execute("bridge", dial, timeout=MAX_CALL_S)
         except CallerGone:
-            self._cancel(center, proxy_id, "caller_hangup")  # no-op remotely once the leg arrived
+            if self.report.bridge_answered:
+                # The caller ended a bridged conversation (FreeSWITCH sends the
+                # hang-up before the bridge's EXECUTE_COMPLETE): a success.
+                self.report.outcome = "bridged"
+            else:
+                self._cancel(center, proxy_id, "caller_hangup")  # no-op remotely once the leg arrived
             raise
         disposition = (done.get("variable_originate_disposition") or "").upper()
         answered = disposition in ("SUCCESS", "ANSWER") or bool(done.get("variable_bridge_hangup_cause")) \
