@@ -397,3 +397,14 @@ def test_p1_quoted_file_takes_the_careful_reader(db, campaign, tmp_path):
     summary = leads.load_leads(db, path, "spring", "main", workers=2)
     assert (summary.loaded, summary.total) == (2, 2)
     assert {r.name for r in records(db)} == {"Lee, Ann", "Multi\nline"}
+
+
+def test_p1_statistics_refresh_during_load_keeps_results(db, campaign, tmp_path, monkeypatch):
+    """PostgreSQL ANALYZEs call_record as a load grows (a no-op on SQLite); results are unchanged."""
+    monkeypatch.setattr(leads, "ANALYZE_MIN_ROWS", 1)
+    monkeypatch.setattr(leads, "CHUNK_ROWS", 3)
+    dnc.add_number(db, "212-555-0199", source="test")
+    path = write(tmp_path / "leads.csv", GOOD)
+    summary = leads.load_leads(db, path, "spring", "main")
+    assert (summary.loaded, summary.duplicate, summary.dnc, summary.invalid, summary.rejected, summary.total) == (
+        2, 1, 1, 4, 1, 9)
