@@ -22,9 +22,12 @@ import gevent.queue
 from flask import Blueprint, Flask, Response, abort, current_app, redirect, render_template_string, request, session, url_for
 from werkzeug.security import check_password_hash
 
+from .greetings import GreetingError, install_greeting
+
 logger = logging.getLogger(__name__)
 
 KEEPALIVE_S = 15.0
+MAX_GREETING_BYTES = 6 * 1024 * 1024  # 30 s of 48 kHz stereo 16-bit PCM, with room for the header
 MAX_SUBSCRIBERS_PER_AGENT = 8
 
 bp = Blueprint("console", __name__)
@@ -70,6 +73,9 @@ td{padding:2px 8px}.muted{color:#888}</style></head>
 <option value="wrong_number"><option value="do_not_call"></datalist><button>Save</button></form>
 <form method="post" action="{{ url_for('console.dial', agent=agent) }}"><input type="hidden" name="csrf" value="{{ csrf }}">
 <button title="Preview mode: dial the next record">Dial next</button></form>
+<form method="post" enctype="multipart/form-data" action="{{ url_for('console.greeting', agent=agent) }}"><input type="hidden" name="csrf" value="{{ csrf }}">
+<label>My greeting (WAV, 16-bit PCM, 0.5-30 s) <input type="file" name="greeting" accept=".wav,audio/wav" required></label>
+<button>Upload</button></form>
 <form method="post" action="{{ url_for('console.logout') }}"><input type="hidden" name="csrf" value="{{ csrf }}">
 <button>Log out</button></form>
 <script>
@@ -166,6 +172,29 @@ def disposition(agent: str):
     return redirect(url_for("console.page", agent=agent))
 
 
+@bp.post("/agent/<agent>/greeting")
+def greeting(agent: str):
+    """D4: the agent uploads a WAV as their greeting (installed where the switch plays it)."""
+    _require(agent)
+    _check_csrf()
+    dir_of: Callable[[str], str | None] | None = current_app.extensions.get("greetings_dir_of")
+    folder = dir_of(agent) if dir_of else None
+    upload = request.files.get("greeting")
+    if folder is None:
+        abort(409, "greeting uploads are not taken here")
+    if upload is None:
+        abort(400, "choose a WAV file")
+    data = upload.read(MAX_GREETING_BYTES + 1)
+    if len(data) > MAX_GREETING_BYTES:
+        abort(413, "a greeting file must be under 6 MB")
+    try:
+        info = install_greeting(data, agent, folder)
+    except GreetingError as exc:
+        abort(400, f"greeting refused: {exc}")
+    logger.info("agent %s uploaded a greeting: %s (%.1f s)", agent, info.path, info.seconds)
+    return redirect(url_for("console.page", agent=agent))
+
+
 @bp.get("/agent/<agent>/events")
 def events(agent: str):
     _require(agent)
@@ -202,8 +231,10 @@ def _sse(event: str, data: dict) -> bytes:
 def create_console_app(hub: PopHub, passwords: dict[str, str], state_of: Callable[[str], str | None], *,
                        secret_key: str | None = None, secure_cookies: bool = False,
                        on_dial: Callable[[str], bool] | None = None,
-                       on_disposition: Callable[[str, str], None] | None = None) -> Flask:
-    """``passwords``: extension -> werkzeug password hash; ``on_dial(agent)`` -> accepted (preview mode)."""
+                       on_disposition: Callable[[str, str], None] | None = None,
+                       greetings_dir_of: Callable[[str], str | None] | None = None) -> Flask:
+    """``passwords``: extension -> werkzeug password hash; ``on_dial(agent)`` -> accepted (preview mode);
+    ``greetings_dir_of(agent)`` -> where that agent's greeting is installed (D4 upload)."""
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=secret_key or secrets.token_hex(32),
@@ -216,5 +247,6 @@ def create_console_app(hub: PopHub, passwords: dict[str, str], state_of: Callabl
     app.extensions["state_of"] = state_of
     app.extensions["on_dial"] = on_dial
     app.extensions["on_disposition"] = on_disposition
+    app.extensions["greetings_dir_of"] = greetings_dir_of
     app.register_blueprint(bp)
     return app

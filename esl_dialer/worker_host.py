@@ -125,7 +125,8 @@ class WorkerHost:
         app = create_console_app(self.hub, passwords,
                                  lambda a: (w.core.state.value if (w := self.by_agent.get(a)) else None),
                                  on_dial=lambda a: bool((w := self.by_agent.get(a)) and w.preview_dial()),
-                                 on_disposition=self._disposition)
+                                 on_disposition=self._disposition,
+                                 greetings_dir_of=lambda a: (w.s.greetings_dir if (w := self.by_agent.get(a)) else None))
         self.console_server = WSGIServer(self.console_addr, app, log=None)
         self.console_server.start()
         logger.info("agent console on http://%s:%s/", self.console_addr[0], self.console_server.server_port)

@@ -10,14 +10,17 @@ other way round).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from ..greetings import GreetingError, install_greeting
 from .worker import parse_hostport
 
 
 @click.group("agent")
 def agent_group() -> None:
-    """Agent tools on the switch (greeting recording)."""
+    """Agent tools on the switch (greeting recording and upload)."""
 
 
 @agent_group.group("greeting")
@@ -59,6 +62,20 @@ def record_cmd(agent: str, switch_addr: str, password: str, extension: str, endp
     except (sw.SwitchError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"agent {agent} answered (call {uuid}); recording after the beep")
+
+
+@greeting_group.command("upload")
+@click.option("--agent", required=True, help="The agent's extension, e.g. 1001.")
+@click.option("--greetings-dir", default="/usr/share/freeswitch/sounds/esl-dialer/greetings", show_default=True,
+              help="Where the switch reads greetings (run this on the switch host or a shared mount).")
+@click.argument("wav_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def upload_cmd(agent: str, greetings_dir: str, wav_file: Path) -> None:
+    """Install WAV_FILE as the agent's greeting (16-bit PCM, 0.5-30 s)."""
+    try:
+        info = install_greeting(wav_file.read_bytes(), agent.strip(), greetings_dir)
+    except (GreetingError, OSError) as exc:
+        raise click.ClickException(f"{wav_file}: {exc}") from exc
+    click.echo(f"greeting for agent {agent}: {info.path} ({info.seconds:.1f} s, {info.rate} Hz)")
 
 
 COMMANDS = [agent_group]
