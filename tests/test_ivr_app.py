@@ -11,7 +11,7 @@ import pytest
 
 from controller.db import Database, upgrade
 from controller.services import acd, ivr as ivr_service
-from esl_dialer.ivr.app import IvrCall, IvrSettings
+from esl_dialer.ivr.app import IvrCall, IvrSettings, wait_files
 from esl_dialer.ivr.menu import Menu, load_menu
 from esl_dialer.ivr.remote_client import ProgressHub, RemoteCenter
 from esl_dialer.ivr.server import IvrServer
@@ -166,7 +166,9 @@ def test_r4_r7_caller_waits_locally_with_music_and_announcements(center, server_
     assert ("playback", "local_stream://moh") in call.executed
     announcements = [arg for app, arg in call.executed if app == "playback" and "digits/2.wav" in arg]
     assert len(announcements) >= 2  # position announced repeatedly
-    assert announcements[-1] == "file_string://ivr/ivr-you_are_number.wav!digits/2.wav"
+    wait_s = next(p for p in acd.list_proxies(db) if p.caller_number == call.caller).expected_wait_s
+    assert announcements[-1] == ("file_string://ivr/ivr-you_are_number.wav!digits/2.wav!"
+                                 + "!".join(wait_files(wait_s)))  # then the expected wait in minutes
     call.hangup()
     assert call.ended.wait(5)
     acd.cancel_proxy(db, ahead.id, other)
@@ -374,3 +376,10 @@ def test_r5_progress_falls_back_to_polling(center, monkeypatch):
         got = q.get(timeout=3)
     assert polling.mode == "polling" and got["operator"]["name"] == f"op-{skill}"
     polling.stop()
+
+
+def test_r7_expected_wait_spoken_in_whole_minutes():
+    assert wait_files(None) == [] and wait_files(0) == [] and wait_files(True) == []
+    assert wait_files(20) == ["digits/1.wav", "time/minute.wav"]  # under a minute: "1 minute"
+    assert wait_files(150) == ["digits/2.wav", "time/minutes.wav"]
+    assert wait_files(1200, "ivr/expected_wait.wav") == ["ivr/expected_wait.wav", "digits/20.wav", "time/minutes.wav"]

@@ -55,6 +55,10 @@ class IvrSettings:
     announce_every_s: float = 30.0
     announce_prompt: str = "ivr/ivr-you_are_number.wav"
     wait_prompt: str = "ivr/ivr-hold_connect_call.wav"
+    # Expected wait (R7): "<wait_time_prompt> N minutes", with mod_say_en's time files.
+    # The stock sound set has no "your expected wait is" prompt: record one and set it here;
+    # empty means the minutes follow the position directly.
+    wait_time_prompt: str = ""
     bridge_position: int = 1  # R6 local rule, on top of the remote's bridge_now hint
     bridge_setup_s: float = 5.0
     bridge_timeout_s: int = 30  # originate timeout of the remote leg
@@ -107,6 +111,15 @@ def number_files(n: int) -> list[str]:
     elif rest or not files:
         files.append(f"digits/{rest}.wav")
     return files
+
+
+def wait_files(expected_wait_s: Any, prompt: str = "") -> list[str]:
+    """The files that say an expected wait in whole minutes (at least one), or nothing when unknown."""
+    if not isinstance(expected_wait_s, (int, float)) or isinstance(expected_wait_s, bool) or expected_wait_s <= 0:
+        return []
+    minutes = max(1, round(expected_wait_s / 60))
+    unit = "time/minute.wav" if minutes == 1 else "time/minutes.wav"
+    return ([prompt] if prompt else []) + number_files(minutes) + [unit]
 
 
 class RemoteFailed(Exception):
@@ -318,12 +331,13 @@ class IvrCall:
             snap = update
 
     def _announce(self, snap: Mapping[str, Any], intro: bool = False) -> None:
-        """Position in line, spoken with the stock sound files (one ``playback`` of a file_string)."""
+        """Position in line and expected wait, spoken with the stock sound files (one ``playback`` of a file_string)."""
         self.report.announcements += 1
         files = [self.settings.wait_prompt] if intro else []
         position = snap.get("position")
         if isinstance(position, int) and position > 0:
             files += [self.settings.announce_prompt, *number_files(position)]
+        files += wait_files(snap.get("expected_wait_s"), self.settings.wait_time_prompt)
         if files:
             # mod_dptools playback of file_string://a!b!c plays the files in a row.
             self.session.execute("playback", "file_string://" + "!".join(files), timeout=PLAY_TIMEOUT_S)
