@@ -4,7 +4,7 @@ and reader lag under a slow handler. Writes bench/results/esl.json.
 Run: ``.venv/bin/python bench/esl_throughput.py`` (about a minute; every wait is bounded).
 
 1. events/s: a blaster *subprocess* serves the real ``text/event-plain`` frames
-   of /work/shared/esl-captures/a_inbound.jsonl (cycled) on loopback after the
+   of tests/esl-captures/a_inbound.jsonl (cycled) on loopback after the
    client subscribes. Measured for esl_dialer.switch.Switch with a ``*``
    handler and, in the same run on the same stream, for greenswitch's
    ``InboundESL`` with a ``*`` handler. Rate = events handled / time from the
@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "esl.json"
-CAPTURE = Path("/work/shared/esl-captures/a_inbound.jsonl")
+CAPTURE = Path(__file__).resolve().parent.parent / "tests" / "esl-captures" / "a_inbound.jsonl"
 N_EVENTS = int(os.environ.get("ESL_BENCH_EVENTS", "60000"))
 REPEATS = int(os.environ.get("ESL_BENCH_REPEATS", "3"))
 N_CALLS = int(os.environ.get("ESL_BENCH_CALLS", "2000"))

@@ -12,7 +12,7 @@ import pytest
 
 from esl_dialer.esl import NEED_DATA, FrameParser, parse_event, url_decode
 
-CAPTURES = Path("/work/shared/esl-captures")
+CAPTURES = Path(__file__).resolve().parent / "esl-captures"
 FILES = sorted(CAPTURES.glob("*.jsonl")) if CAPTURES.is_dir() else []
 
 pytestmark = pytest.mark.skipif(not FILES, reason="captures not available")

@@ -16,7 +16,7 @@ from esl_dialer.esl import parse_event
 from esl_dialer.sim import SimConfig, SimSwitch
 from esl_dialer.sim.testing import RawEslClient, wait_until
 
-CAPTURES = Path("/work/shared/esl-captures")
+CAPTURES = Path(__file__).resolve().parent / "esl-captures"
 U1 = "14bb429e-32b0-42a7-9c85-99098dfb9f74"
 U2 = "e8c67330-833a-4aaf-9034-8bcd6ac684b8"
 

@@ -19,7 +19,7 @@ from esl_dialer.esl import encode_sendmsg, parse_event
 from esl_dialer.sim import SimConfig, SimSwitch
 from esl_dialer.sim.testing import RawEslClient, wait_until
 
-CAPTURES = Path("/work/shared/esl-captures")
+CAPTURES = Path(__file__).resolve().parent / "esl-captures"
 
 
 @pytest.fixture

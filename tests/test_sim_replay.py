@@ -22,7 +22,7 @@ from esl_dialer.esl import encode_command, parse_event
 from esl_dialer.sim import SimConfig, SimSwitch
 from esl_dialer.sim.testing import RawEslClient
 
-CAPTURES = Path("/work/shared/esl-captures")
+CAPTURES = Path(__file__).resolve().parent / "esl-captures"
 SCALE = 0.2
 IGNORED_APPS = {("set", "open=true")}  # a helper step of the captured dialplan only
 

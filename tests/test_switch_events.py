@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from esl_dialer.esl.events import MAX_HEADER_BYTES, Event, ProtocolError, StreamParser
 
-CAPTURES = sorted(Path("/work/shared/esl-captures").glob("*.jsonl"))
+CAPTURES = sorted((Path(__file__).resolve().parent / "esl-captures").glob("*.jsonl"))
 
 
 def _records(path: Path) -> list[dict]:
@@ -116,3 +116,7 @@ def test_splitter_agrees_with_the_shared_codec(path):
     for (headers, body), frame in zip(ours, theirs):
         assert body == frame.body
         assert headers == dict(frame.headers)
+
+
+def test_the_captured_frames_are_vendored_with_the_tests():
+    assert [p.name for p in CAPTURES] == ["a_inbound.jsonl", "b_outbound.jsonl", "c_callcenter.jsonl", "d_json.jsonl"]

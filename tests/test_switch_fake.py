@@ -1,7 +1,7 @@
 """A capture-replay ESL server for the switch adapter tests (plus its own sanity tests).
 
 It answers over real TCP (gevent StreamServer on an ephemeral port) with
-frames taken from /work/shared/esl-captures/a_inbound.jsonl, i.e. the bytes a
+frames taken from tests/esl-captures/a_inbound.jsonl, i.e. the bytes a
 real FreeSWITCH 1.10.12 sent, with only UUIDs substituted. It is not a
 simulator: each scenario is scripted by the test.
 """
@@ -16,7 +16,7 @@ import gevent.server
 import gevent.socket
 import pytest
 
-CAPTURES = Path("/work/shared/esl-captures")
+CAPTURES = Path(__file__).resolve().parent / "esl-captures"
 A_INBOUND = CAPTURES / "a_inbound.jsonl"
 
 _UUID_RE = re.compile(r"origination_uuid=([0-9A-Za-z\-]+)")

@@ -7,7 +7,7 @@ of them. Here the routing keys (Event-Name, Unique-ID, Job-UUID,
 Event-Subclass) are found directly in the bytes, and the other headers are
 decoded only when a handler first asks for one.
 
-Wire format (mod_event_socket, FreeSWITCH 1.10; see /work/shared/esl-captures):
+Wire format (mod_event_socket, FreeSWITCH 1.10; see tests/esl-captures):
 an outer header block ``Name: value`` lines ended by an empty line, then
 exactly ``Content-Length`` bytes of body. An event-plain body is itself a
 header block whose values are URL-encoded, optionally followed by
