@@ -19,6 +19,8 @@ backs that up against a concurrent loader.
 """
 from __future__ import annotations
 
+import os
+
 import collections
 import csv
 import dataclasses
@@ -53,8 +55,9 @@ PARALLEL_MIN_BYTES = 2 * 1024 * 1024
 #: (restored to NORMAL after).  Without it every WAL checkpoint waits for an
 #: fsync: 24 s instead of 14 s for a million inserts here.  A crash of the
 #: process loses nothing; an OS crash or power cut *during a load* may damage
-#: the database file (see docs/readme/20-campaigns.md).
-SQLITE_SYNC_OFF = True
+#: the database file (see docs/20-campaigns.md).  DIALER_SQLITE_LOAD_SYNC=normal
+#: keeps full durability during loads at the cost of speed.
+SQLITE_SYNC_OFF = os.environ.get("DIALER_SQLITE_LOAD_SYNC", "off").lower() != "normal"
 #: PostgreSQL: refresh call_record statistics after this many rows, then at each doubling
 ANALYZE_MIN_ROWS = 20_000
 
