@@ -2,7 +2,7 @@
 
 ``dialer controller`` runs :func:`serve` in one process.  Production on
 PostgreSQL: run several processes (or hosts) against one database, e.g. with
-gunicorn's gevent workers (see docs/readme/40-control-plane.md)::
+gunicorn's gevent workers (see docs/40-control-plane.md)::
 
     gunicorn -k gevent -w 4 --worker-connections 1000 -b 0.0.0.0:5000 'controller.serve:make_app()'
 

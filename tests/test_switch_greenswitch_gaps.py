@@ -1,6 +1,6 @@
 """Each greenswitch 0.0.19 gap the adapter works around: the bug on plain greenswitch, then the fix.
 
-(STYLE.md "Known gaps"; documented in docs/readme/31-switch-adapter.md.)
+(STYLE.md "Known gaps"; documented in docs/31-switch-adapter.md.)
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Every function takes a :class:`~controller.db.Database`, opens its own short
 transaction, and returns frozen dataclasses, so the views never see a session
 or SQL.  Nothing here writes.
 
-Definitions used on the pages (also in docs/readme/45-dashboard.md):
+Definitions used on the pages (also in docs/45-dashboard.md):
 
 * **remaining** (pool): records in status ``ready`` -- still in the pool.
   **remaining** (queue): records moved into the queue (``queued``) plus those
