@@ -68,19 +68,7 @@ def bulk_set_status(
     **values,
 ) -> int:
     """UPDATE many records from any of ``from_statuses`` to ``new``; returns the row count."""
-    froms = [s for s in from_statuses]
-    for old in froms:
-        check(old, new)
-    if new in UNHELD:
-        values.setdefault("held_by_worker_id", None)
-        values.setdefault("held_until", None)
-        values.setdefault("queue_id", None)
-    stmt = (
-        sa.update(CallRecord)
-        .where(CallRecord.status.in_(froms), *list(where))
-        .values(status=new, updated_at=utcnow(), **values)
-        .execution_options(synchronize_session=False)
-    )
+    stmt = status_update_stmt(new, where, from_statuses, values={"updated_at": utcnow(), **values})
     return session.execute(stmt).rowcount
 
 
@@ -153,20 +141,7 @@ def bulk_set_status_returning(
     """Like :func:`bulk_set_status` but returns the changed rows' ``returning`` columns
     (UPDATE ... RETURNING: PostgreSQL, SQLite >= 3.35).  The lease path uses it
     so taking records and reading them is one statement."""
-    froms = [s for s in from_statuses]
-    for old in froms:
-        check(old, new)
-    if new in UNHELD:
-        values.setdefault("held_by_worker_id", None)
-        values.setdefault("held_until", None)
-        values.setdefault("queue_id", None)
-    stmt = (
-        sa.update(CallRecord)
-        .where(CallRecord.status.in_(froms), *list(where))
-        .values(status=new, updated_at=utcnow(), **values)
-        .returning(*list(returning))
-        .execution_options(synchronize_session=False)
-    )
+    stmt = status_update_stmt(new, where, from_statuses, returning, values={"updated_at": utcnow(), **values})
     return list(session.execute(stmt).all())
 
 

@@ -126,30 +126,26 @@ def _queue(session: Session, queue_id: int, *, lock: bool = False) -> Queue:
     return queue
 
 
-def resolve_pool_id(db: Database, campaign: int | str, pool: int | str) -> int:
+def _resolve_id(db: Database, model, campaign: int | str, key: int | str, field: str) -> int:
+    """The id of a pool or queue of ``campaign`` given by id or by name."""
     with db.session() as session:
         cid = _campaign_id(session, campaign)
-        if isinstance(pool, int) or str(pool).isdigit():
-            row = session.get(Pool, int(pool))
+        if isinstance(key, int) or str(key).isdigit():
+            row = session.get(model, int(key))
             if row is not None and row.campaign_id == cid:
                 return row.id
-        found = session.scalar(sa.select(Pool.id).where(Pool.campaign_id == cid, Pool.name == str(pool)))
+        found = session.scalar(sa.select(model.id).where(model.campaign_id == cid, model.name == str(key)))
         if found is None:
-            raise NotFound(f"no pool {pool!r} in campaign {campaign!r}", field="pool")
+            raise NotFound(f"no {field} {key!r} in campaign {campaign!r}", field=field)
         return found
+
+
+def resolve_pool_id(db: Database, campaign: int | str, pool: int | str) -> int:
+    return _resolve_id(db, Pool, campaign, pool, "pool")
 
 
 def resolve_queue_id(db: Database, campaign: int | str, queue: int | str) -> int:
-    with db.session() as session:
-        cid = _campaign_id(session, campaign)
-        if isinstance(queue, int) or str(queue).isdigit():
-            row = session.get(Queue, int(queue))
-            if row is not None and row.campaign_id == cid:
-                return row.id
-        found = session.scalar(sa.select(Queue.id).where(Queue.campaign_id == cid, Queue.name == str(queue)))
-        if found is None:
-            raise NotFound(f"no queue {queue!r} in campaign {campaign!r}", field="queue")
-        return found
+    return _resolve_id(db, Queue, campaign, queue, "queue")
 
 
 # --- pools (P1) --------------------------------------------------------------
