@@ -1,6 +1,8 @@
 """Builders shared by the distribution / worker-API tests."""
 from __future__ import annotations
 
+import threading
+
 import sqlalchemy as sa
 
 from controller.models import Campaign, CallRecord
@@ -57,3 +59,21 @@ def reset_caches():
     distribution._contexts.clear()
     distribution._fill_hints.clear()
     workers._auth_cache.clear()
+
+
+def race_claims(db, threads: int) -> tuple[list[str], list[str]]:
+    """``threads`` concurrent idle-agent claims (D7): the names claimed, and one "none" per refusal."""
+    got, errors = [], []
+
+    def claim():
+        try:
+            got.append(workers.claim_idle_agent(db, timeout_s=60).name)
+        except workers.NoIdleAgent:
+            errors.append("none")
+
+    pool = [threading.Thread(target=claim) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=30)
+    return got, errors

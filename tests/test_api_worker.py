@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +14,7 @@ from controller.services import queues as Q
 from controller.services import workers as W
 from esl_dialer.messages import AgentState, RecordStatus as S
 
-from distribution_helpers import ALL_DAY, add_numbers, add_worker, make_campaign, reset_caches, statuses
+from distribution_helpers import ALL_DAY, add_numbers, add_worker, make_campaign, race_claims, reset_caches, statuses
 
 
 @pytest.fixture(autouse=True)
@@ -171,19 +170,7 @@ def test_d7_two_concurrent_claims_never_get_the_same_agent(env):
     extra = [add_worker(db, cid, f"x{i}", f"20{i:02d}") for i in range(6)]
     for w in extra:
         W.heartbeat(db, W.authenticate(db, w.token), "idle", 0)
-    got, errors = [], []
-
-    def claim():
-        try:
-            got.append(W.claim_idle_agent(db, timeout_s=60).name)
-        except W.NoIdleAgent:
-            errors.append("none")
-
-    threads = [threading.Thread(target=claim) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    got, errors = race_claims(db, 8)
     assert sorted(got) == sorted(f"20{i:02d}" for i in range(6))
     assert len(errors) == 2
 

@@ -7,7 +7,6 @@ overflow claims of agents that are dialing.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 import pytest
 import sqlalchemy as sa
@@ -20,7 +19,7 @@ from controller.services import workers as W
 from esl_dialer.messages import AgentState
 from esl_dialer.messages import RecordStatus as S
 
-from distribution_helpers import ALL_DAY, add_numbers, add_worker, ident, make_campaign, reset_caches, statuses
+from distribution_helpers import ALL_DAY, add_numbers, add_worker, ident, make_campaign, race_claims, reset_caches, statuses
 
 T0 = dt.datetime(2026, 11, 23, 17, 0)  # 12:00 in New York (naive UTC)
 LEASE = 10  # a short lease, in seconds
@@ -232,19 +231,7 @@ def test_d7_concurrent_claims_of_idle_and_dialing_agents_never_share_one(setup):
     extra = [ident(db, add_worker(db, cid, f"x{i}", f"20{i:02d}")) for i in range(6)]
     for i, w in enumerate(extra):
         W.heartbeat(db, w, "dialing" if i % 2 else "idle", 0)
-    got, errors = [], []
-
-    def claim():
-        try:
-            got.append(W.claim_idle_agent(db, timeout_s=60).name)
-        except W.NoIdleAgent:
-            errors.append("none")
-
-    threads = [threading.Thread(target=claim) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    got, errors = race_claims(db, 8)
     assert sorted(got) == sorted(f"20{i:02d}" for i in range(6))
     assert len(errors) == 2
 

@@ -6,7 +6,6 @@ tests/test_worker_e2e.py.
 """
 from __future__ import annotations
 
-import time
 
 import gevent
 import gevent.event
@@ -15,7 +14,7 @@ import sqlalchemy as sa
 
 from esl_dialer.messages import AgentState, DialMode
 from esl_dialer.worker import AgentWorker, WorkerSettings
-from worker_harness import ControllerProcess, FakeSwitch, Outcome, attempts_by_record, make_campaign
+from worker_harness import ControllerProcess, FakeSwitch, Outcome, attempts_by_record, make_campaign, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +25,6 @@ def settings(ext, ctl, camp, tmp_path, **kw):
                 greetings_dir="/greet", abandon_message="/snd/abandon.wav")
     base.update(kw)
     return WorkerSettings(**base)
-
-
-def wait_until(pred, timeout=15.0, step=0.05):
-    with gevent.Timeout(timeout, AssertionError("condition not reached")):
-        while not pred():
-            gevent.sleep(step)
 
 
 @pytest.fixture

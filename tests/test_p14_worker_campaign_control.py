@@ -17,7 +17,7 @@ from controller.models import CallRecord
 from controller.services import campaigns as C
 from esl_dialer.messages import DialMode, RecordStatus
 from esl_dialer.worker import AgentWorker, WorkerSettings
-from worker_harness import ControllerProcess, FakeSwitch, Outcome, make_campaign
+from worker_harness import ControllerProcess, FakeSwitch, Outcome, make_campaign, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +31,6 @@ class CidSwitch(FakeSwitch):
         if not endpoint.startswith("user/"):
             self.cids.append((cid_num, cid_name))
         return super().originate(endpoint, cid_name=cid_name, cid_num=cid_num, **kw)
-
-
-def wait_until(pred, timeout=15.0, step=0.05):
-    with gevent.Timeout(timeout, AssertionError("condition not reached")):
-        while not pred():
-            gevent.sleep(step)
 
 
 @pytest.fixture

@@ -370,3 +370,10 @@ class FakeSwitch:
         ch = self.channels.get(uuid)
         return bool(ch and ch.alive)
 
+
+
+def wait_until(pred, timeout=15.0, step=0.05):
+    """Block (cooperatively) until ``pred()`` holds, else fail the test."""
+    with gevent.Timeout(timeout, AssertionError("condition not reached")):
+        while not pred():
+            gevent.sleep(step)
