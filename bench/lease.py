@@ -212,6 +212,8 @@ class Conn:
             try:
                 if self.sock is None:
                     self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+                    # as http.client (the worker's client) does: no Nagle stall
+                    self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     self.buf = b""
                 self.sock.sendall(head + data)
                 return self._read()

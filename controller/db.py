@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Iterator
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
@@ -46,11 +49,61 @@ def make_engine(url: str, **kwargs) -> sa.Engine:
         # pysqlite's own transaction handling defers BEGIN; emit it ourselves so
         # a write transaction takes the lock up front (BEGIN IMMEDIATE on demand).
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     if "poolclass" not in kwargs:
-        kwargs.setdefault("pool_size", 10)
-        kwargs.setdefault("max_overflow", 20)
-    return sa.create_engine(url, **kwargs)
+        # A fixed set of connections: overflow connections are closed when
+        # returned to a full pool, and reopening them (a PostgreSQL backend
+        # fork per connection) cost more than the queries under load.
+        kwargs.setdefault("pool_size", pool_size())
+        kwargs.setdefault("max_overflow", 4)
+    kwargs.setdefault("pool_recycle", 3600)
+    engine = sa.create_engine(url, **kwargs)
+    event.listen(engine.pool, "checkin", _stamp_checkin)
+    event.listen(engine.pool, "checkout", _ping_if_idle)
+    return engine
+
+
+def pool_size() -> int:
+    """Connections per controller process (``DIALER_DB_POOL_SIZE``, default 16).
+
+    The API's concurrent writes are limited to the same number
+    (``controller.serve``), so requests wait for the process, not for a
+    connection inside it.
+    """
+    return max(1, int(os.environ.get("DIALER_DB_POOL_SIZE", 16)))
+
+
+#: a pooled connection idle longer than this is pinged before use
+PING_AFTER_IDLE_S = 30.0
+
+
+def _stamp_checkin(_dbapi_conn, record) -> None:
+    if record is not None:
+        record.info["checked_in"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_conn, record, proxy) -> None:
+    """Pessimistic disconnect handling for connections that sat idle only.
+
+    ``pool_pre_ping`` costs a round trip on every checkout; a connection in
+    steady use proves itself with every query, and a failure there
+    invalidates the pool (SQLAlchemy does that on any disconnect error).  A
+    connection idle for ``PING_AFTER_IDLE_S`` (a PostgreSQL restart, a
+    firewall dropping idle TCP) is pinged; a dead one is replaced before the
+    request sees it (the documented ``DisconnectionError`` retry).
+    """
+    idle_since = record.info.get("checked_in")
+    if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+        return
+    try:
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute("SELECT 1")
+        finally:
+            cur.close()
+        if not getattr(dbapi_conn, "autocommit", True):
+            dbapi_conn.rollback()
+    except Exception as exc:  # any driver error means the connection is unusable
+        raise DisconnectionError(f"idle connection failed its ping: {exc}") from exc
 
 
 def is_sqlite(engine: sa.Engine) -> bool:

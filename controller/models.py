@@ -165,10 +165,8 @@ class CallRecord(Base):
     __tablename__ = "call_record"
     __table_args__ = (
         UniqueConstraint("campaign_id", "number"),
-        # Hot path: next records to hand out for a pool.
-        Index("ix_record_next", "pool_id", "status", "priority", "next_attempt_at", "id"),
-        Index("ix_record_holder", "held_by_worker_id", "status"),
-        Index("ix_record_queue", "queue_id", "status"),
+        # Counts by pool and status (dashboard, pool views).
+        Index("ix_record_pool_status", "pool_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -266,9 +264,33 @@ class User(Base):
 
 # --- distribution additions (migration 0002) --------------------------------
 
-# Refill hot path: a pool's ready records at one difficulty level, by priority (P3, P13).
-Index("ix_record_refill", CallRecord.pool_id, CallRecord.status, CallRecord.difficulty,
-      CallRecord.priority, CallRecord.id)
+# Distribution hot paths (migration 0005).  Each index is partial on the
+# status it serves, so a status change writes only into the indexes that can
+# find the record in its new status; queries name the status as a literal
+# (controller.record_status.status_is) so prepared plans can use them.
+#  - refill (P3, P13): fresh records by priority, due retries (P7) by due time,
+#    each in its own index, so records waiting for a later retry are never scanned;
+#  - urgent: web leads and callbacks (priority < 0, D10, P9) taken at lease time;
+#  - a queue's records in lease order; a worker's leases and lease expiry (D1).
+_READY = CallRecord.status == sa.literal_column("'ready'")
+Index("ix_record_fresh", CallRecord.pool_id, CallRecord.difficulty, CallRecord.priority, CallRecord.id,
+      postgresql_where=sa.and_(_READY, CallRecord.next_attempt_at.is_(None)),
+      sqlite_where=sa.and_(_READY, CallRecord.next_attempt_at.is_(None)))
+Index("ix_record_due", CallRecord.pool_id, CallRecord.difficulty, CallRecord.next_attempt_at, CallRecord.id,
+      postgresql_where=sa.and_(_READY, CallRecord.next_attempt_at.is_not(None)),
+      sqlite_where=sa.and_(_READY, CallRecord.next_attempt_at.is_not(None)))
+Index("ix_record_urgent", CallRecord.pool_id, CallRecord.priority, CallRecord.id,
+      postgresql_where=sa.and_(_READY, CallRecord.priority < sa.literal_column("0")),
+      sqlite_where=sa.and_(_READY, CallRecord.priority < sa.literal_column("0")))
+Index("ix_record_queue", CallRecord.queue_id, CallRecord.priority, CallRecord.queue_seq, CallRecord.id,
+      postgresql_where=CallRecord.status == sa.literal_column("'queued'"),
+      sqlite_where=CallRecord.status == sa.literal_column("'queued'"))
+Index("ix_record_holder", CallRecord.held_by_worker_id, CallRecord.held_until,
+      postgresql_where=CallRecord.status == sa.literal_column("'leased'"),
+      sqlite_where=CallRecord.status == sa.literal_column("'leased'"))
+Index("ix_record_lease_end", CallRecord.held_until,
+      postgresql_where=CallRecord.status == sa.literal_column("'leased'"),
+      sqlite_where=CallRecord.status == sa.literal_column("'leased'"))
 # Depletion rate of a worker's queue over a moving window (P3).
 Index("ix_attempt_worker", CallAttempt.worker_id, CallAttempt.received_at)
 

@@ -34,6 +34,24 @@ ALLOWED: dict[S, frozenset[S]] = {
     S.DNC: frozenset(),  # final: a DNC number is never dialed again
 }
 
+def status_is(status: S) -> sa.ColumnElement[bool]:
+    """``call_record.status = '<value>'`` with the value written into the SQL.
+
+    The distribution indexes are partial on status (migration 0005); a bound
+    parameter would keep a prepared (generic) plan from proving that the
+    query's rows are in the index.  Values come from the enum only.
+    """
+    return CallRecord.__table__.c.status == sa.literal_column(f"'{S(status).value}'")
+
+
+def status_in(statuses: Iterable[S]) -> sa.ColumnElement[bool]:
+    """``status IN (...)`` with literal values (see :func:`status_is`)."""
+    values = [S(x) for x in statuses]
+    if len(values) == 1:
+        return status_is(values[0])
+    return CallRecord.__table__.c.status.in_([sa.literal_column(f"'{v.value}'") for v in values])
+
+
 #: statuses that mean "nobody holds it"
 UNHELD = frozenset({S.READY, S.DONE, S.EXHAUSTED, S.DNC})
 
@@ -90,7 +108,7 @@ def renew_leases(
     Returns the number of records renewed.
     """
     t = CallRecord.__table__
-    cond = [t.c.held_by_worker_id == worker_id, t.c.status == S.LEASED,
+    cond = [t.c.held_by_worker_id == worker_id, status_is(S.LEASED),
             sa.or_(t.c.held_until.is_(None), t.c.held_until < until)]
     if ids is not None:
         ids = list(ids)
@@ -101,7 +119,7 @@ def renew_leases(
         cond.append(sa.or_(t.c.held_until.is_(None), t.c.held_until < due_before))
     if limit is not None:
         pick = sa.select(t.c.id).where(*cond).order_by(t.c.held_until, t.c.id).limit(limit)
-        cond = [t.c.id.in_(pick.scalar_subquery()), t.c.status == S.LEASED, t.c.held_by_worker_id == worker_id]
+        cond = [t.c.id.in_(pick.scalar_subquery()), status_is(S.LEASED), t.c.held_by_worker_id == worker_id]
     stmt = sa.update(t).where(*cond).values(held_until=until).execution_options(synchronize_session=False)
     return executor.execute(stmt).rowcount
 
@@ -124,7 +142,7 @@ def status_update_stmt(
         values.setdefault("held_by_worker_id", None)
         values.setdefault("held_until", None)
         values.setdefault("queue_id", None)
-    stmt = sa.update(CallRecord.__table__).where(CallRecord.__table__.c.status.in_(froms), *list(where)).values(
+    stmt = sa.update(CallRecord.__table__).where(status_in(froms), *list(where)).values(
         status=new, **values)
     returning = list(returning)
     return stmt.returning(*returning) if returning else stmt
@@ -145,35 +163,66 @@ def bulk_set_status_returning(
     return list(session.execute(stmt).all())
 
 
+def queue_records(executor, queue_id: int, ids: list[int], first_seq: int, now: dt.datetime) -> int:
+    """Move ready records into a queue (ready -> queued, P2/P3), ``ids[i]``
+    getting sequence number ``first_seq + i``; one statement.  A record that
+    is no longer ready is left alone.  Returns the number of ids given."""
+    if not ids:
+        return 0
+    check(S.READY, S.QUEUED)
+    t = CallRecord.__table__
+    if _bind(executor).dialect.name == "postgresql":
+        executor.execute(_pg_queue_sql(), {"ids": ids, "q": queue_id, "base": first_seq - 1, "now": now})
+        return len(ids)
+    stmt = (sa.update(t).where(t.c.id == sa.bindparam("b_id"), status_is(S.READY))
+            .values(status=S.QUEUED.value, queue_id=queue_id, queue_seq=sa.bindparam("b_seq"), updated_at=now))
+    executor.execute(stmt, [{"b_id": rid, "b_seq": first_seq + i} for i, rid in enumerate(ids)])
+    return len(ids)
+
+
+@functools.lru_cache(maxsize=1)
+def _pg_queue_sql() -> sa.TextClause:
+    from sqlalchemy.dialects import postgresql
+
+    return sa.text(
+        "UPDATE call_record SET status = 'queued', queue_id = :q, queue_seq = :base + v.n, updated_at = :now "
+        "FROM unnest(CAST(:ids AS integer[])) WITH ORDINALITY AS v(id, n) "
+        "WHERE call_record.id = v.id AND call_record.status = 'ready'"
+    ).bindparams(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Integer)), sa.bindparam("q", type_=sa.Integer),
+                 sa.bindparam("base", type_=sa.Integer), sa.bindparam("now", type_=sa.DateTime))
+
+
 def bulk_set_status_rows(session: Session, rows: Iterable[dict]) -> int:
-    """Per-record changes in one executemany: each row is ``{"id", "from_status",
+    """Per-record changes in one statement: each row is ``{"id", "from_status",
     "status", **fields}``.  A row whose ``status`` equals ``from_status`` only
     updates its fields.  The UPDATE re-checks ``from_status``, so a record that
     changed meanwhile (lease expiry on another controller) is left alone.
     Returns the number of rows given (executemany row counts are not portable).
     """
-    by_shape: dict[tuple, list[dict]] = {}
+    now = utcnow()
+    changes: list[tuple[int, S, dict]] = []
     for row in rows:
         old, new = S(row["from_status"]), S(row["status"])
+        params = {k: v for k, v in row.items() if k != "id" and k != "from_status"}
         if old != new:
             check(old, new)
-        params = {k: v for k, v in row.items() if k not in ("id", "from_status")}
-        if new in UNHELD and old != new:
-            params.setdefault("held_by_worker_id", None)
-            params.setdefault("held_until", None)
-            params.setdefault("queue_id", None)
-        params["updated_at"] = utcnow()
+            if new in UNHELD:
+                params.setdefault("held_by_worker_id", None)
+                params.setdefault("held_until", None)
+                params.setdefault("queue_id", None)
+        params["updated_at"] = now
         params["status"] = new
-        key = tuple(sorted(params))
-        by_shape.setdefault(key, []).append({**{f"v_{k}": v for k, v in params.items()},
-                                             "b_id": row["id"], "b_from": old})
-    count = 0
-    pg = _bind(session).dialect.name == "postgresql"
+        changes.append((row["id"], old, params))
+    if not changes:
+        return 0
+    if _bind(session).dialect.name == "postgresql":
+        _pg_batch_update(session, changes)
+        return len(changes)
+    by_shape: dict[tuple, list[dict]] = {}
+    for rid, old, params in changes:
+        by_shape.setdefault(tuple(sorted(params)), []).append(
+            {**{f"v_{k}": v for k, v in params.items()}, "b_id": rid, "b_from": old})
     for key, batch in by_shape.items():
-        if pg:
-            _pg_unnest_update(session, key, batch)
-            count += len(batch)
-            continue
         stmt = (
             sa.update(CallRecord.__table__)
             .where(CallRecord.__table__.c.id == sa.bindparam("b_id"),
@@ -181,8 +230,7 @@ def bulk_set_status_rows(session: Session, rows: Iterable[dict]) -> int:
             .values({k: sa.bindparam(f"v_{k}") for k in key})
         )
         session.execute(stmt, batch)
-        count += len(batch)
-    return count
+    return len(changes)
 
 
 def pg_json(value) -> str:
@@ -198,33 +246,43 @@ def _json_default(value):
 
 
 @functools.lru_cache(maxsize=64)
-def _pg_batch_sql(key: tuple) -> sa.TextClause:
-    """The ``UPDATE ... FROM json_to_recordset(...)`` text for one shape of
-    changes, built (types compiled, text parsed) once per shape and process."""
+def _pg_batch_sql(common: tuple, partial: tuple) -> sa.TextClause:
+    """The ``UPDATE ... FROM json_to_recordset(...)`` text for one set of
+    columns, built (types compiled, text parsed) once per set and process.
+    ``common`` columns are set on every row; a ``partial`` column only on the
+    rows whose flag ``k_<column>`` is true (the others keep their value), so
+    rows of different shapes share one statement."""
     from sqlalchemy.dialects import postgresql
 
     table = CallRecord.__table__
     dialect = postgresql.dialect()
-    cols = ["id", "from_status", *key]
     pg_types = {"id": "INTEGER", "from_status": table.c.status.type.compile(dialect=dialect)}
-    for c in key:
+    for c in (*common, *partial):
         pg_types[c] = table.c[c].type.compile(dialect=dialect)
-    sets = ", ".join(f"{c} = v.{c}" for c in key)
-    shape = ", ".join(f"{c} {pg_types[c]}" for c in cols)
-    return sa.text(f"UPDATE call_record SET {sets} FROM json_to_recordset(CAST(:rows AS json)) AS v({shape}) "
+    sets = [f"{c} = v.{c}" for c in common]
+    sets += [f"{c} = CASE WHEN v.k_{c} THEN v.{c} ELSE call_record.{c} END" for c in partial]
+    shape = [f"{c} {pg_types[c]}" for c in ("id", "from_status", *common, *partial)]
+    shape += [f"k_{c} BOOLEAN" for c in partial]
+    return sa.text(f"UPDATE call_record SET {', '.join(sets)} "
+                   f"FROM json_to_recordset(CAST(:rows AS json)) AS v({', '.join(shape)}) "
                    "WHERE call_record.id = v.id AND call_record.status = v.from_status")
 
 
-def _pg_unnest_update(session: Session, key: tuple, batch: list[dict]) -> None:
+def _pg_batch_update(session: Session, changes: list[tuple[int, S, dict]]) -> None:
     """PostgreSQL: the whole batch as one ``UPDATE ... FROM json_to_recordset``.
 
     One statement with fixed text (prepared once, cached) and one JSON
     parameter: encoding a list of dicts with the C json encoder costs far less
     Python than one UPDATE per row or a typed array per column.
     """
-    rows = [{"id": row["b_id"], "from_status": row["b_from"].value,
-             **{c: row[f"v_{c}"] for c in key}} for row in batch]
-    for row in rows:
-        if "status" in row:
-            row["status"] = S(row["status"]).value
-    session.execute(_pg_batch_sql(key), {"rows": pg_json(rows)})
+    keys = [set(params) for _rid, _old, params in changes]
+    common = set.intersection(*keys)
+    partial = tuple(sorted(set.union(*keys) - common))
+    rows = []
+    for rid, old, params in changes:
+        row = {"id": rid, "from_status": old.value, **params}
+        row["status"] = params["status"].value
+        for c in partial:
+            row[f"k_{c}"] = c in params
+        rows.append(row)
+    session.execute(_pg_batch_sql(tuple(sorted(common)), partial), {"rows": pg_json(rows)})

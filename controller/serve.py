@@ -29,21 +29,22 @@ logger = logging.getLogger(__name__)
 #: seconds between housekeeping rounds (lease expiry, event outbox cleanup)
 HOUSEKEEPING_INTERVAL_S = 15.0
 #: POST requests (the worker API's writes) handled at once; more wait their
-#: turn.  About the database connection pool (10 + 20 overflow): beyond it,
-#: extra greenlets only queue for a connection, and measured p99 latency with
-#: 200 workers fell from ~20 s to ~4 s on the benchmark machine with this limit.
-#: GETs are not limited: event streams (SSE) stay open for minutes.
-MAX_CONCURRENT_WRITES = 48
+#: turn.  Defaults to the database pool size (``DIALER_DB_POOL_SIZE``): beyond
+#: it, extra greenlets only queue for a connection.  GETs are not limited:
+#: event streams (SSE) stay open for minutes.
+MAX_CONCURRENT_WRITES = None
 
 
 class WriteLimiter:
     """WSGI middleware: at most ``limit`` POST requests inside the app at once."""
 
-    def __init__(self, app, limit: int = MAX_CONCURRENT_WRITES) -> None:
+    def __init__(self, app, limit: Optional[int] = MAX_CONCURRENT_WRITES) -> None:
         from gevent.lock import BoundedSemaphore
 
+        from .db import pool_size
+
         self.app = app
-        self.sem = BoundedSemaphore(limit)
+        self.sem = BoundedSemaphore(limit or pool_size())
 
     def __call__(self, environ, start_response):
         if environ.get("REQUEST_METHOD") != "POST":
@@ -82,13 +83,33 @@ def housekeeping(app: Flask, stop: gevent.event.Event, interval: float = HOUSEKE
             stop.wait(timeout=interval)
 
 
+def listener(host: str, port: int, backlog: int = 1024):
+    """The listening socket, with ``TCP_NODELAY`` (accepted sockets inherit it).
+
+    pywsgi writes a response's headers and body in separate sends; with Nagle's
+    algorithm on, the body waits for the client's delayed ACK of the headers
+    (up to 40 ms on Linux) on a keep-alive connection.  gunicorn sets the same
+    option on its sockets.
+    """
+    import socket
+
+    import gevent.socket
+
+    sock = gevent.socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    return sock
+
+
 def serve(app: Flask, host: str = "127.0.0.1", port: int = 5000, *, access_log: bool = False,
           ready: Optional[gevent.event.Event] = None, stop: Optional[gevent.event.Event] = None) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop`` is set); then stop and join everything."""
     from gevent.pywsgi import WSGIServer
 
     stop = stop or gevent.event.Event()
-    server = WSGIServer((host, port), WriteLimiter(app), log=logging.getLogger("controller.access") if access_log else None,
+    server = WSGIServer(listener(host, port), WriteLimiter(app), log=logging.getLogger("controller.access") if access_log else None,
                         error_log=logging.getLogger("controller.wsgi"))
     server.start()
     group = gevent.pool.Group()

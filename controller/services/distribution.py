@@ -41,7 +41,7 @@ from ..models import (
     Agent, CallAttempt, CallRecord, Campaign, DncEntry, Pool, Queue, QueueFeed, RecycleRule, utcnow,
 )
 from .queues import depletion_rate
-from .txn import bind as _bind, write_connection, write_session
+from .txn import bind as _bind, is_postgres, write_connection, write_session
 from .workers import WorkerIdentity
 
 logger = logging.getLogger(__name__)
@@ -244,10 +244,6 @@ def window_clause(session: Session, campaign: CampaignInfo, now: dt.datetime) ->
     return sa.or_(has_zone, CallRecord.timezone.is_(None)) if default_ok else has_zone
 
 
-def _eligible(now: dt.datetime) -> sa.ColumnElement:
-    return sa.or_(CallRecord.next_attempt_at.is_(None), CallRecord.next_attempt_at <= now)
-
-
 def _for_update(stmt, session: Session, skip_locked: bool = True):
     if _bind(session).dialect.name == "postgresql":
         return stmt.with_for_update(skip_locked=skip_locked)
@@ -372,11 +368,22 @@ def _worker_queue(session: Session, worker: WorkerIdentity) -> Queue:
     return queue
 
 
+@functools.lru_cache(maxsize=4)
+def _refill_head_stmt(pg: bool) -> sa.Select:
+    """The queue row, locked, with the highest sequence number of its queued records."""
+    top = sa.select(sa.func.max(_REC.c.queue_seq)).where(
+        _REC.c.queue_id == sa.bindparam("q", type_=sa.Integer),
+        record_status.status_is(RecordStatus.QUEUED)).scalar_subquery()
+    stmt = sa.select(top).select_from(Queue.__table__).where(Queue.__table__.c.id == sa.bindparam("q"))
+    return stmt.with_for_update(key_share=True) if pg else stmt
+
+
 def _feed_pools(session: Session, queue: "_QueueCtx") -> tuple[SelectionMode, list[QueueFeed] | None, list[int]]:
     """(mode, feeds or None for the default rule, pool ids in order)."""
-    feeds = list(session.scalars(
-        sa.select(QueueFeed).where(QueueFeed.queue_id == queue.id).order_by(QueueFeed.position, QueueFeed.id)
-    ))
+    feeds = list(session.execute(
+        sa.select(QueueFeed.id, QueueFeed.pool_id, QueueFeed.position, QueueFeed.weight, QueueFeed.served)
+        .where(QueueFeed.queue_id == queue.id).order_by(QueueFeed.position, QueueFeed.id)
+    ).all())
     if feeds:
         return SelectionMode(queue.selection_mode), feeds, [f.pool_id for f in feeds]
     pools = list(session.scalars(
@@ -389,23 +396,44 @@ def _take_ids(session: Session, pool_id: int, n: int, skill: int, window: sa.Col
               now: dt.datetime, exclude: Sequence[int]) -> list[int]:
     """Up to ``n`` ready record ids of a pool, locked: the agent's own difficulty
     level first, then easier ones, hardest first (P13)."""
-    base = [
-        CallRecord.pool_id == pool_id,
-        CallRecord.status == RecordStatus.READY,
-        _eligible(now),
-        window,
-    ]
+    ids: list[int] = []
+    for level in range(skill, -1, -1):
+        ids += _take_level(session, pool_id, n - len(ids), level, window, now, [*exclude, *ids])
+        if len(ids) >= n:
+            break
+    return ids
+
+
+def _take_level(session: Session, pool_id: int, n: int, level: int, window: sa.ColumnElement,
+                now: dt.datetime, exclude: Sequence[int]) -> list[int]:
+    """Up to ``n`` ready record ids of one pool and difficulty level, locked.
+
+    Order: by priority; within a priority, retries that are due (P7, oldest
+    due first) before fresh records (by id), so "retry after N minutes" holds
+    even while the pool still has fresh records.  Each kind is read from its
+    own index (``ix_record_due``, ``ix_record_fresh``), so records waiting
+    for a later retry are never scanned.  Due retries are taken in due-time
+    order before their priority is looked at: a retry's priority only orders
+    it against the fresh records.
+    """
+    base = [CallRecord.pool_id == pool_id, record_status.status_is(RecordStatus.READY),
+            CallRecord.difficulty == level, window]
     if exclude:
         base.append(CallRecord.id.not_in(list(exclude)))
-    ids = list(session.scalars(_for_update(
-        sa.select(CallRecord.id).where(*base, CallRecord.difficulty == skill)
-        .order_by(CallRecord.priority, CallRecord.id).limit(n), session)))
-    if len(ids) < n and skill > 0:
-        ids += list(session.scalars(_for_update(
-            sa.select(CallRecord.id).where(*base, CallRecord.difficulty < skill, CallRecord.id.not_in(ids or [-1]))
-            .order_by(CallRecord.difficulty.desc(), CallRecord.priority, CallRecord.id)
-            .limit(n - len(ids)), session)))
-    return ids
+    due = (sa.select(CallRecord.id, CallRecord.priority, sa.literal(0).label("kind"),
+                     CallRecord.next_attempt_at.label("t"))
+           .where(*base, CallRecord.next_attempt_at.is_not(None), CallRecord.next_attempt_at <= now)
+           .order_by(CallRecord.next_attempt_at, CallRecord.id).limit(n))
+    fresh = (sa.select(CallRecord.id, CallRecord.priority, sa.literal(1).label("kind"),
+                       sa.cast(sa.null(), CallRecord.next_attempt_at.type).label("t"))
+             .where(*base, CallRecord.next_attempt_at.is_(None))
+             .order_by(CallRecord.priority, CallRecord.id).limit(n))
+    d = _for_update(due, session).cte("due").prefix_with("MATERIALIZED", dialect="postgresql")
+    f = _for_update(fresh, session).cte("fresh").prefix_with("MATERIALIZED", dialect="postgresql")
+    both = sa.union_all(sa.select(d.c.id, d.c.priority, d.c.kind, d.c.t),
+                        sa.select(f.c.id, f.c.priority, f.c.kind, f.c.t)).subquery()
+    return list(session.scalars(
+        sa.select(both.c.id).order_by(both.c.priority, both.c.kind, both.c.t, both.c.id).limit(n)))
 
 
 def refill(session: Session, queue: "_QueueCtx", campaign: CampaignInfo, skill: int, amount: int,
@@ -413,10 +441,11 @@ def refill(session: Session, queue: "_QueueCtx", campaign: CampaignInfo, skill: 
     """Move up to ``amount`` records from the queue's pools into it, in rule order. Returns the count."""
     if amount <= 0:
         return 0
-    if _bind(session).dialect.name == "postgresql":
-        session.execute(sa.select(Queue.id).where(Queue.id == queue.id).with_for_update())
-    top = session.scalar(sa.select(sa.func.max(_REC.c.queue_seq)).where(
-        _REC.c.queue_id == queue.id, _REC.c.status == RecordStatus.QUEUED))
+    # Lock the queue (two controllers never refill one queue at once: P11) and
+    # read its last sequence number, in one round trip.  FOR NO KEY UPDATE: a
+    # lease that files an urgent record under this queue checks the foreign
+    # key with FOR KEY SHARE, which this lock does not block.
+    top = session.execute(_refill_head_stmt(is_postgres(session)), {"q": queue.id}).scalar()
     next_seq = (top or 0) + 1
     mode, feeds, pool_ids = _feed_pools(session, queue)
     states = (
@@ -464,11 +493,7 @@ def refill(session: Session, queue: "_QueueCtx", campaign: CampaignInfo, skill: 
             order += _take_ids(session, pid, amount - len(order), skill, window, now, order)
     if not order:
         return 0
-    record_status.bulk_set_status_rows(session, [
-        {"id": rid, "from_status": RecordStatus.READY, "status": RecordStatus.QUEUED,
-         "queue_id": queue.id, "queue_seq": next_seq + i}
-        for i, rid in enumerate(order)
-    ])
+    record_status.queue_records(session, queue.id, order, next_seq, utcnow())
     if feeds is not None:
         session.execute(
             sa.update(QueueFeed.__table__)
@@ -611,7 +636,7 @@ def _repeat_lease(db: Database, worker: WorkerIdentity, request_id: str, campaig
     with write_session(db) as session:
         rows = session.execute(
             sa.select(*[_REC.c[c.key] for c in _RECORD_COLS], _REC.c.held_until)
-            .where(_REC.c.held_by_worker_id == worker.id, _REC.c.status == RecordStatus.LEASED,
+            .where(_REC.c.held_by_worker_id == worker.id, record_status.status_is(RecordStatus.LEASED),
                    _REC.c.lease_request == request_id)
         ).all()
         if not rows:
@@ -729,12 +754,12 @@ def _take_stmt(pg: bool) -> sa.Update:
     qid = sa.bindparam("q", type_=sa.Integer)
     urgent = sa.select(_REC.c.id, _REC.c.priority, sa.literal(-1).label("seq")).where(
         _REC.c.pool_id.in_(_feed_pool_ids(qid, sa.bindparam("c", type_=sa.Integer))),
-        _REC.c.status == RecordStatus.READY, _REC.c.priority < 0,
+        record_status.status_is(RecordStatus.READY), _REC.c.priority < sa.literal_column("0"),
         _REC.c.difficulty <= sa.bindparam("skill", type_=sa.Integer),
         sa.or_(_REC.c.next_attempt_at.is_(None), _REC.c.next_attempt_at <= now), window,
     ).order_by(_REC.c.priority, _REC.c.id).limit(n)
     queued = sa.select(_REC.c.id, _REC.c.priority, _REC.c.queue_seq.label("seq")).where(
-        _REC.c.queue_id == qid, _REC.c.status == RecordStatus.QUEUED, window,
+        _REC.c.queue_id == qid, record_status.status_is(RecordStatus.QUEUED), window,
     ).order_by(_REC.c.priority, _REC.c.queue_seq, _REC.c.id).limit(n)
     if pg:
         urgent = urgent.with_for_update(skip_locked=True)
@@ -749,7 +774,7 @@ def _take_stmt(pg: bool) -> sa.Update:
         # Folded into the same round trip: the queue's fill before this
         # statement (one CTE, evaluated once) and a DNC flag per record (D9).
         fill = sa.select(sa.func.count().label("n")).select_from(_REC).where(
-            _REC.c.queue_id == qid, _REC.c.status == RecordStatus.QUEUED).cte("fill")
+            _REC.c.queue_id == qid, record_status.status_is(RecordStatus.QUEUED)).cte("fill")
         dnc_alias = DncEntry.__table__.alias("d")
         extra = [sa.select(fill.c.n).scalar_subquery().label("fill"),
                  sa.exists().where(dnc_alias.c.number == _REC.c.number).label("on_dnc")]
@@ -779,11 +804,11 @@ def _refill_if_low(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", ski
     amount = selection.refill_amount(remaining, target, queue.batch_size)
     if not amount:
         return 0
-    with write_session(db) as session:
-        window = window_clause(session, campaign, now)
+    with write_connection(db) as conn:
+        window = window_clause(conn, campaign, now)
         if window is None:
             return 0
-        return refill(session, queue, campaign, skill, amount, window, now)
+        return refill(conn, queue, campaign, skill, amount, window, now)
 
 
 def _take(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", worker: WorkerIdentity, skill: int, n: int,
@@ -801,7 +826,7 @@ def _take(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", worker: Work
                   "w": worker.id, "until": until, "now_ts": utcnow(), "rq": request_id}
         rows = conn.execute(_take_stmt(pg), params).all()
         taken_from_queue = sum(1 for r in rows if r.queue_seq is not None)
-        in_queue = sa.and_(_REC.c.queue_id == queue.id, _REC.c.status == RecordStatus.QUEUED)
+        in_queue = sa.and_(_REC.c.queue_id == queue.id, record_status.status_is(RecordStatus.QUEUED))
         if pg:
             fill = rows[0].fill if rows else conn.scalar(sa.select(sa.func.count()).select_from(_REC).where(in_queue))
             remaining = max(0, fill - taken_from_queue) if rows else fill

@@ -598,7 +598,7 @@ def _queue_view(session: Session, queue: Queue, now: dt.datetime) -> QueueView:
         leased = session.scalar(
             sa.select(sa.func.count()).select_from(CallRecord).where(
                 CallRecord.held_by_worker_id == queue.worker_id,
-                CallRecord.status == RecordStatus.LEASED,
+                record_status.status_is(RecordStatus.LEASED),
                 CallRecord.campaign_id == queue.campaign_id,
             )
         ) or 0

@@ -28,6 +28,7 @@ from esl_dialer.messages import AgentState, AttemptResult, RecordStatus
 from ..db import Database
 from ..errors import NotFound
 from .queues import RATE_WINDOW_MINUTES
+from .. import record_status
 from ..models import (
     Agent,
     CallAttempt,
@@ -314,7 +315,7 @@ def queues(db: Database, *, now: dt.datetime | None = None,
         leased_by = {
             (wid, cid): n for wid, cid, n in s.execute(
                 sa.select(CallRecord.held_by_worker_id, CallRecord.campaign_id, sa.func.count())
-                .where(CallRecord.status == RecordStatus.LEASED, CallRecord.held_by_worker_id.is_not(None))
+                .where(record_status.status_is(RecordStatus.LEASED), CallRecord.held_by_worker_id.is_not(None))
                 .group_by(CallRecord.held_by_worker_id, CallRecord.campaign_id)
             )
         }
