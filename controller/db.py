@@ -55,6 +55,9 @@ def make_engine(url: str, **kwargs) -> sa.Engine:
         # fork per connection) cost more than the queries under load.
         kwargs.setdefault("pool_size", pool_size())
         kwargs.setdefault("max_overflow", 4)
+        # Most recently used first: under light load a few connections stay
+        # warm (their prepared statements and caches) instead of all rotating.
+        kwargs.setdefault("pool_use_lifo", True)
     kwargs.setdefault("pool_recycle", 3600)
     engine = sa.create_engine(url, **kwargs)
     event.listen(engine.pool, "checkin", _stamp_checkin)
@@ -128,6 +131,18 @@ class Database:
         with self.Session() as session:
             with session.begin():
                 yield session
+
+    @contextlib.contextmanager
+    def read_connection(self) -> Iterator[sa.Connection]:
+        """An autocommit connection: each statement is its own transaction.
+
+        For reads and single-statement writes on hot paths.  A plain
+        ``engine.connect()`` ends its implicit transaction with ROLLBACK, and
+        psycopg drops every prepared statement of the connection on ROLLBACK,
+        so the hot statements would be re-parsed and re-planned over and over.
+        """
+        with self.engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def check_migrated(self) -> None:
         """Refuse to run on a database alembic has not brought to head."""

@@ -392,19 +392,21 @@ def _feed_pools(session: Session, queue: "_QueueCtx") -> tuple[SelectionMode, li
     return SelectionMode.PRIORITY, None, pools
 
 
-def _take_ids(session: Session, pool_id: int, n: int, skill: int, window: sa.ColumnElement,
+def _take_ids(session: Session, pool_id: int, n: int, skill: int, window: dict,
               now: dt.datetime, exclude: Sequence[int]) -> list[int]:
     """Up to ``n`` ready record ids of a pool, locked: the agent's own difficulty
-    level first, then easier ones, hardest first (P13)."""
+    level first, then easier ones, hardest first (P13).  ``window`` is
+    :func:`window_params`; ``exclude``: ids of this pool this transaction
+    already took (its own row locks do not make SKIP LOCKED skip them)."""
     ids: list[int] = []
     for level in range(skill, -1, -1):
-        ids += _take_level(session, pool_id, n - len(ids), level, window, now, [*exclude, *ids])
+        ids += _take_level(session, pool_id, n - len(ids), level, window, now, exclude)
         if len(ids) >= n:
             break
     return ids
 
 
-def _take_level(session: Session, pool_id: int, n: int, level: int, window: sa.ColumnElement,
+def _take_level(session: Session, pool_id: int, n: int, level: int, window: dict,
                 now: dt.datetime, exclude: Sequence[int]) -> list[int]:
     """Up to ``n`` ready record ids of one pool and difficulty level, locked.
 
@@ -416,29 +418,42 @@ def _take_level(session: Session, pool_id: int, n: int, level: int, window: sa.C
     order before their priority is looked at: a retry's priority only orders
     it against the fresh records.
     """
-    base = [CallRecord.pool_id == pool_id, record_status.status_is(RecordStatus.READY),
-            CallRecord.difficulty == level, window]
+    params = {**window, "p": pool_id, "level": level, "now": now, "n": n}
     if exclude:
-        base.append(CallRecord.id.not_in(list(exclude)))
-    due = (sa.select(CallRecord.id, CallRecord.priority, sa.literal(0).label("kind"),
-                     CallRecord.next_attempt_at.label("t"))
-           .where(*base, CallRecord.next_attempt_at.is_not(None), CallRecord.next_attempt_at <= now)
-           .order_by(CallRecord.next_attempt_at, CallRecord.id).limit(n))
-    fresh = (sa.select(CallRecord.id, CallRecord.priority, sa.literal(1).label("kind"),
-                       sa.cast(sa.null(), CallRecord.next_attempt_at.type).label("t"))
-             .where(*base, CallRecord.next_attempt_at.is_(None))
-             .order_by(CallRecord.priority, CallRecord.id).limit(n))
-    d = _for_update(due, session).cte("due").prefix_with("MATERIALIZED", dialect="postgresql")
-    f = _for_update(fresh, session).cte("fresh").prefix_with("MATERIALIZED", dialect="postgresql")
+        params["ex"] = list(exclude)
+    return list(session.scalars(_take_level_stmt(is_postgres(session), bool(exclude)), params))
+
+
+@functools.lru_cache(maxsize=8)
+def _take_level_stmt(pg: bool, with_exclude: bool) -> sa.Select:
+    """:func:`_take_level`'s statement, built once (bind parameters only)."""
+    base = [_REC.c.pool_id == sa.bindparam("p", type_=sa.Integer), record_status.status_is(RecordStatus.READY),
+            _REC.c.difficulty == sa.bindparam("level", type_=sa.Integer), _window_expr()]
+    if with_exclude:
+        base.append(_REC.c.id.not_in(sa.bindparam("ex", expanding=True)))
+    n = sa.bindparam("n", type_=sa.Integer)
+    due = (sa.select(_REC.c.id, _REC.c.priority, sa.literal(0).label("kind"), _REC.c.next_attempt_at.label("t"))
+           .where(*base, _REC.c.next_attempt_at.is_not(None),
+                  _REC.c.next_attempt_at <= sa.bindparam("now", type_=sa.DateTime))
+           .order_by(_REC.c.next_attempt_at, _REC.c.id).limit(n))
+    fresh = (sa.select(_REC.c.id, _REC.c.priority, sa.literal(1).label("kind"),
+                       sa.cast(sa.null(), _REC.c.next_attempt_at.type).label("t"))
+             .where(*base, _REC.c.next_attempt_at.is_(None))
+             .order_by(_REC.c.priority, _REC.c.id).limit(n))
+    if pg:
+        due = due.with_for_update(skip_locked=True)
+        fresh = fresh.with_for_update(skip_locked=True)
+    d = due.cte("due").prefix_with("MATERIALIZED", dialect="postgresql")
+    f = fresh.cte("fresh").prefix_with("MATERIALIZED", dialect="postgresql")
     both = sa.union_all(sa.select(d.c.id, d.c.priority, d.c.kind, d.c.t),
                         sa.select(f.c.id, f.c.priority, f.c.kind, f.c.t)).subquery()
-    return list(session.scalars(
-        sa.select(both.c.id).order_by(both.c.priority, both.c.kind, both.c.t, both.c.id).limit(n)))
+    return sa.select(both.c.id).order_by(both.c.priority, both.c.kind, both.c.t, both.c.id).limit(n)
 
 
 def refill(session: Session, queue: "_QueueCtx", campaign: CampaignInfo, skill: int, amount: int,
-           window: sa.ColumnElement, now: dt.datetime) -> int:
-    """Move up to ``amount`` records from the queue's pools into it, in rule order. Returns the count."""
+           window: dict, now: dt.datetime) -> int:
+    """Move up to ``amount`` records from the queue's pools into it, in rule
+    order (``window``: :func:`window_params`). Returns the count."""
     if amount <= 0:
         return 0
     # Lock the queue (two controllers never refill one queue at once: P11) and
@@ -463,8 +478,7 @@ def refill(session: Session, queue: "_QueueCtx", campaign: CampaignInfo, skill: 
         for pid, want in plan.counts().items():
             have = len(fetched[pid])
             if want > have:
-                got = _take_ids(session, pid, want - have, skill, window, now,
-                                [i for ids in fetched.values() for i in ids])
+                got = _take_ids(session, pid, want - have, skill, window, now, fetched[pid])
                 fetched[pid] += got
                 if len(got) < want - have:
                     dry[pid] = len(fetched[pid])
@@ -490,7 +504,7 @@ def refill(session: Session, queue: "_QueueCtx", campaign: CampaignInfo, skill: 
         for pid in dict.fromkeys(shared):
             if len(order) >= amount:
                 break
-            order += _take_ids(session, pid, amount - len(order), skill, window, now, order)
+            order += _take_ids(session, pid, amount - len(order), skill, window, now, [])
     if not order:
         return 0
     record_status.queue_records(session, queue.id, order, next_seq, utcnow())
@@ -555,7 +569,7 @@ class _RateCache:
             hit = self._data.get(key)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        with db.engine.connect() as conn:
+        with db.read_connection() as conn:
             rate = depletion_rate(conn, queue, now)
         with self._lock:
             if len(self._data) > 10_000:
@@ -805,7 +819,7 @@ def _refill_if_low(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", ski
     if not amount:
         return 0
     with write_connection(db) as conn:
-        window = window_clause(conn, campaign, now)
+        window = window_params(conn, campaign, now)
         if window is None:
             return 0
         return refill(conn, queue, campaign, skill, amount, window, now)
@@ -816,8 +830,7 @@ def _take(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", worker: Work
     """One autocommit UPDATE ... RETURNING: due web leads / callbacks (priority
     < 0) straight from the queue's pools (D10, P9), then the queue's records in
     rule order.  Returns (rows, records left in the queue afterwards)."""
-    with db.engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    with db.read_connection() as conn:
         pg = conn.dialect.name == "postgresql"
         window = window_params(conn, campaign, now)
         if window is None:
