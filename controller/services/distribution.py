@@ -609,11 +609,12 @@ class _ContextCache:
             hit = self._data.get(key)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        with write_session(db) as session:
-            ctx = _lease_context(session, worker)
-            if ctx is None:
-                raise NotFound(f"no campaign with id {worker.campaign_id}", field="campaign")
-            if ctx.queue_id is None:
+        with db.read_connection() as conn:
+            ctx = _lease_context(conn, worker)
+        if ctx is None:
+            raise NotFound(f"no campaign with id {worker.campaign_id}", field="campaign")
+        if ctx.queue_id is None:
+            with write_session(db) as session:
                 _worker_queue(session, worker)
                 ctx = _lease_context(session, worker)
         campaign = CampaignInfo(ctx.id, CampaignStatus(ctx.status), ctx.window_start, ctx.window_end,

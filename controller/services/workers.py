@@ -188,8 +188,8 @@ def authenticate(db: Database, token: Optional[str]) -> WorkerIdentity:
     ident = _auth_cache.get(key)
     if ident is not None:
         return ident
-    with db.session() as session:
-        row = session.execute(
+    with db.read_connection() as conn:
+        row = conn.execute(
             sa.select(Worker.id, Worker.name, Worker.campaign_id, Worker.agent_id)
             .where(Worker.token_hash == hash_token(token))
         ).first()

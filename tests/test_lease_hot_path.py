@@ -1,0 +1,122 @@
+"""The distribution hot path keeps its order and its speed-ups (issue 4 performance work).
+
+* P7: a retry that is due goes before fresh records of its priority, and
+  records still waiting for their retry time never hold fresh ones back
+  (migration 0005: each kind has its own partial index).
+* Reads on an autocommit connection keep psycopg's prepared statements (a
+  ROLLBACK drops them all, so the hot statements were re-planned over and over).
+* The controller's listening socket disables Nagle's algorithm.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import socket
+
+import pytest
+import sqlalchemy as sa
+
+from controller.services import distribution as D
+from controller.services import queues as Q
+from esl_dialer.messages import RecordStatus as S
+
+from distribution_helpers import add_numbers, add_worker, ident, make_campaign, reset_caches, statuses
+
+NOON_NY = dt.datetime(2026, 11, 23, 17, 0)  # 12:00 in New York (naive UTC)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    reset_caches()
+    yield
+    reset_caches()
+
+
+def _lease_ids(db, wi, n, now):
+    return [r["id"] for r in D.lease(db, wi, n, now=now).records]
+
+
+def test_p7_due_retry_goes_before_fresh_records_and_waiting_ones_never_block(db):
+    cid = make_campaign(db, window=("08:00", "21:00"))
+    a = Q.create_pool(db, cid, "A").id
+    b = Q.create_pool(db, cid, "B").id
+    w = add_worker(db, cid, "w1", "1001")
+    Q.set_feeds(db, w.queue_id, [(a, 0, 1)], selection_mode="priority")
+    fresh = add_numbers(db, b, 6)                    # lower ids, parked in a pool the queue does not read
+    (retry,) = add_numbers(db, a, 1, start=100)      # the highest id
+    wi = ident(db, w)
+    assert _lease_ids(db, wi, 5, NOON_NY) == [retry]
+    D.record_results(db, wi, D.parse_results([{"client_id": "r1", "record_id": retry, "result": "no_answer"}]),
+                     now=NOON_NY)                    # retry in 60 minutes (default rule)
+    Q.move_records(db, fresh, a)
+
+    # 30 minutes on, the retry is not due: the fresh records are handed out around it
+    first = _lease_ids(db, wi, 2, NOON_NY + dt.timedelta(minutes=30))
+    assert first == fresh[:2]
+    assert statuses(db, [retry])[retry] == S.READY
+    D.record_results(db, wi, D.parse_results([{"client_id": f"f{rid}", "record_id": rid, "result": "answered"}
+                                              for rid in first]), now=NOON_NY + dt.timedelta(minutes=31))
+
+    # once due, the retry goes first although every fresh record has a lower id;
+    # the queue is topped up in that order (the refill reads the due index first)
+    Q.flush_queue(db, w.queue_id)
+    reset_caches()
+    later = _lease_ids(db, wi, 3, NOON_NY + dt.timedelta(minutes=61))
+    assert later == [retry, *fresh[2:4]]
+
+
+def test_refill_ignores_many_waiting_retries(db):
+    """A pool whose front is full of records waiting for a retry still refills from the rest."""
+    cid = make_campaign(db, window=("08:00", "21:00"))
+    a = Q.create_pool(db, cid, "A").id
+    w = add_worker(db, cid, "w1", "1001")
+    waiting = add_numbers(db, a, 60)
+    wi = ident(db, w)
+    taken = []
+    while len(taken) < 60:
+        got = _lease_ids(db, wi, 20, NOON_NY)
+        assert got
+        taken += got
+    D.record_results(db, wi, D.parse_results([
+        {"client_id": f"w{rid}", "record_id": rid, "result": "busy"} for rid in taken]), now=NOON_NY)
+    assert set(statuses(db, waiting).values()) == {S.READY}
+    late = add_numbers(db, a, 5, start=500)
+    assert sorted(_lease_ids(db, wi, 20, NOON_NY + dt.timedelta(minutes=1))) == sorted(late)
+
+
+def test_autocommit_reads_keep_prepared_statements(db):
+    if db.dialect != "postgresql":
+        pytest.skip("psycopg's prepared statements are a PostgreSQL matter")
+    marker = sa.text("SELECT count(*) FROM call_record WHERE id = :x /* hot-path-marker */")
+
+    def prepared() -> int:
+        with db.read_connection() as conn:
+            return conn.execute(sa.text(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%hot-path-marker%'"
+                " AND statement NOT LIKE '%pg_prepared_statements%'")).scalar()
+
+    db.dispose()
+    for i in range(8):
+        with db.engine.connect() as conn:  # implicit transaction, ended by ROLLBACK
+            conn.execute(marker, {"x": i}).scalar()
+    assert prepared() == 0
+    for i in range(8):
+        with db.read_connection() as conn:
+            conn.execute(marker, {"x": i}).scalar()
+    assert prepared() == 1
+
+
+def test_controller_listener_disables_nagle():
+    from controller.serve import listener
+
+    server = listener("127.0.0.1", 0)
+    try:
+        assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+        try:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        finally:
+            accepted.close()
+            client.close()
+    finally:
+        server.close()
