@@ -17,6 +17,9 @@ def create_app(config: Config | dict[str, Any] | None = None, *, check_migrated:
     ``dialer db upgrade``.
     """
     app = Flask(__name__)
+    from .jsonio import OrjsonProvider
+
+    app.json = OrjsonProvider(app)
     base = Config()
     app.config.from_mapping(base.as_dict())
     if isinstance(config, Config):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 from typing import Iterable
 
 import sqlalchemy as sa
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from esl_dialer.messages import RecordStatus as S
 
+from . import jsonio
 from .models import CallRecord, utcnow
 
 
@@ -234,15 +234,9 @@ def bulk_set_status_rows(session: Session, rows: Iterable[dict]) -> int:
 
 
 def pg_json(value) -> str:
-    """``json.dumps`` for the ``json_to_recordset`` batches: enums as their
-    value, datetimes as ISO text (PostgreSQL casts them to the column types)."""
-    return json.dumps(value, default=_json_default, separators=(",", ":"))
-
-
-def _json_default(value):
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    raise TypeError(f"cannot send {type(value).__name__} as JSON")
+    """JSON text for the ``json_to_recordset`` batches: enums as their value,
+    datetimes as ISO text (PostgreSQL casts them to the column types)."""
+    return jsonio.dumps(value)
 
 
 @functools.lru_cache(maxsize=64)
