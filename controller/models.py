@@ -271,7 +271,8 @@ class User(Base):
 #  - refill (P3, P13): fresh records by priority, due retries (P7) by due time,
 #    each in its own index, so records waiting for a later retry are never scanned;
 #  - urgent: web leads and callbacks (priority < 0, D10, P9) taken at lease time;
-#  - a queue's records in lease order; a worker's leases and lease expiry (D1).
+#  - a queue's records in lease order; a worker's leases, also scanned whole
+#    for lease expiry (D1): it holds only the leased records.
 _READY = CallRecord.status == sa.literal_column("'ready'")
 Index("ix_record_fresh", CallRecord.pool_id, CallRecord.difficulty, CallRecord.priority, CallRecord.id,
       postgresql_where=sa.and_(_READY, CallRecord.next_attempt_at.is_(None)),
@@ -286,9 +287,6 @@ Index("ix_record_queue", CallRecord.queue_id, CallRecord.priority, CallRecord.qu
       postgresql_where=CallRecord.status == sa.literal_column("'queued'"),
       sqlite_where=CallRecord.status == sa.literal_column("'queued'"))
 Index("ix_record_holder", CallRecord.held_by_worker_id, CallRecord.held_until,
-      postgresql_where=CallRecord.status == sa.literal_column("'leased'"),
-      sqlite_where=CallRecord.status == sa.literal_column("'leased'"))
-Index("ix_record_lease_end", CallRecord.held_until,
       postgresql_where=CallRecord.status == sa.literal_column("'leased'"),
       sqlite_where=CallRecord.status == sa.literal_column("'leased'"))
 # Depletion rate of a worker's queue over a moving window (P3).

@@ -33,8 +33,9 @@ PARTIAL = [
      "status = 'ready' AND next_attempt_at IS NOT NULL"),
     ('ix_record_urgent', ['pool_id', 'priority', 'id'], "status = 'ready' AND priority < 0"),
     ('ix_record_queue', ['queue_id', 'priority', 'queue_seq', 'id'], "status = 'queued'"),
+    # a worker's leases (renewal, release); lease expiry scans it whole: it
+    # holds only the leased records
     ('ix_record_holder', ['held_by_worker_id', 'held_until'], "status = 'leased'"),
-    ('ix_record_lease_end', ['held_until'], "status = 'leased'"),
 ]
 
 
