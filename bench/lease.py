@@ -3,8 +3,11 @@
 Each simulated worker loops: ``POST /worker/lease {"max": 20}`` then
 ``POST /worker/results`` with one result per leased record (70 % answered,
 30 % no answer -> recycled an hour later, so never handed out again during the
-run).  Phase 1 runs one ``dialer controller`` process, phase 2 two of them on
-the same database with the workers split between them.
+run).  Phases: one ``dialer controller`` process flat out, two processes flat
+out (workers split between them), then two processes with the workers paced
+open-loop at fixed offered rates (``--paced``, default 5,000 and 2,500
+records/s) for latency at a known load.  ``VACUUM ANALYZE`` runs before each
+phase because this machine's PostgreSQL has autovacuum off.
 
 The load generator is a separate process of gevent greenlets with a minimal
 keep-alive HTTP/1.1 client (raw sockets: a full HTTP library would cost more
@@ -271,8 +274,9 @@ lease_lat, result_lat = [], []
 leased_ids = []
 errors = []
 counts = {"leased": 0, "reported": 0, "empty": 0, "all_reported": 0}
-deadline = time.monotonic() + cfg["warmup"] + cfg["seconds"]
+deadline = time.monotonic() + cfg["warmup"] + cfg["seconds"] + 1.0
 measure_from = time.monotonic() + cfg["warmup"]
+measure_end = measure_from + cfg["seconds"]  # a cycle counts if it starts inside the window
 
 def worker(i, token, port):
     conn = Conn(port)
@@ -297,7 +301,7 @@ def worker(i, token, port):
         if st != 200:
             errors.append(f"lease {st} {body}"); gevent.sleep(0.1); continue
         recs = body["records"]
-        measuring = t0 >= measure_from
+        measuring = measure_from <= t0 < measure_end
         if measuring:
             lease_lat.append(t1 - t0)
         if not recs:

@@ -23,6 +23,7 @@ from flask import Flask
 
 from . import create_app
 from .config import Config
+from .services import distribution
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,16 @@ class WriteLimiter:
 
 
 def make_app(config: Optional[dict] = None) -> Flask:
-    """WSGI factory for gunicorn: ``'controller.serve:make_app()'``."""
-    return create_app(config or Config())
+    """WSGI factory for gunicorn: ``'controller.serve:make_app()'``.
+
+    Under gunicorn's gevent worker, queue top-ups run in background
+    greenlets as in :func:`serve` (gunicorn stops the worker process)."""
+    app = create_app(config or Config())
+    from gevent import monkey
+
+    if monkey.is_module_patched("socket"):
+        distribution.set_refill_spawner(gevent.pool.Group().spawn)
+    return app
 
 
 def housekeeping(app: Flask, stop: gevent.event.Event, interval: float = HOUSEKEEPING_INTERVAL_S) -> None:
@@ -113,6 +122,8 @@ def serve(app: Flask, host: str = "127.0.0.1", port: int = 5000, *, access_log: 
                         error_log=logging.getLogger("controller.wsgi"))
     server.start()
     group = gevent.pool.Group()
+    refills = gevent.pool.Group()  # background queue top-ups (services.distribution)
+    distribution.set_refill_spawner(refills.spawn)
     keeper = group.spawn(housekeeping, app, stop)
     keeper.link_exception(lambda g: logger.error("housekeeping died: %s", g.exception))
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -125,6 +136,9 @@ def serve(app: Flask, host: str = "127.0.0.1", port: int = 5000, *, access_log: 
             pass
     finally:
         server.stop(timeout=5)
+        distribution.set_refill_spawner(None)
+        refills.join(timeout=5)
+        refills.kill(timeout=5)
         group.kill(timeout=5)
         app.extensions["dialer_db"].dispose()
         logger.info("controller stopped")

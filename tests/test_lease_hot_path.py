@@ -120,3 +120,38 @@ def test_controller_listener_disables_nagle():
             client.close()
     finally:
         server.close()
+
+
+def test_p3_refill_runs_off_the_lease_path_once_per_queue(db):
+    """With a spawner (the gevent server), a lease served in full by its queue
+    does not wait for the top-up it triggers; one top-up per queue at a time;
+    a lease the queue cannot serve still refills inline."""
+    from controller.models import CallRecord
+
+    cid = make_campaign(db, window=("08:00", "21:00"))
+    a = Q.create_pool(db, cid, "A").id
+    w = add_worker(db, cid, "w1", "1001")
+    Q.update_queue(db, w.queue_id, min_size=60, max_size=100, batch_size=20)
+    add_numbers(db, a, 300)
+    wi = ident(db, w)
+    pending = []
+    D.set_refill_spawner(lambda fn, *args: pending.append((fn, args)))
+    try:
+        def queued() -> int:
+            with db.session() as s:
+                return s.scalar(sa.select(sa.func.count()).where(
+                    CallRecord.queue_id == w.queue_id, CallRecord.status == S.QUEUED))
+
+        assert len(_lease_ids(db, wi, 20, NOON_NY)) == 20   # empty queue: filled to 60 inline
+        assert (queued(), len(pending)) == (40, 0)
+        assert len(_lease_ids(db, wi, 20, NOON_NY)) == 20   # 20 left, below 60: top-up due ...
+        assert (queued(), len(pending)) == (20, 1)          # ... scheduled, not waited for
+        assert len(_lease_ids(db, wi, 20, NOON_NY)) == 20
+        assert (queued(), len(pending)) == (0, 1)           # not scheduled twice while pending
+        fn, args = pending.pop()
+        fn(*args)                                            # the top-up measures the fill now: 0 -> 60
+        assert queued() == 60
+        assert len(_lease_ids(db, wi, 20, NOON_NY)) == 20
+        assert D._background.submit(("x", 1), lambda: 0)     # the spawner is still in use
+    finally:
+        D.set_refill_spawner(None)

@@ -26,7 +26,7 @@ import hmac
 import logging
 import threading
 import time
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -699,7 +699,11 @@ def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_secon
         # The last lease left the queue short: refill first, then one take.
         _refill_if_low(db, campaign, queue, skill, hint, max_records, now)
     rows, remaining = _take(db, campaign, queue, worker, skill, max_records, now, until, request_id)
-    moved = _refill_if_low(db, campaign, queue, skill, remaining, max_records, now)
+    if len(rows) == max_records and _refill_due(queue, remaining, max_records) and _background.submit(
+            (id(db), queue.id), _top_up, db, campaign, queue, skill, max_records, now):
+        moved = 0  # topped up off this request's path; the next lease sees it
+    else:
+        moved = _refill_if_low(db, campaign, queue, skill, remaining, max_records, now)
     if moved and len(rows) < max_records:
         more, remaining = _take(db, campaign, queue, worker, skill, max_records - len(rows), now, until,
                                 request_id)
@@ -806,6 +810,65 @@ def _take_stmt(pg: bool) -> sa.Update:
 
 #: records left in each queue after the last lease in this process (a hint only)
 _fill_hints: dict[tuple, int] = {}
+
+
+class _BackgroundRefills:
+    """Refills run off the lease's path when the server provides a spawner.
+
+    A lease served in full by its queue does not wait for the top-up it
+    triggers (the queue still holds half its size then, P3): the refill runs
+    in a greenlet owned by the server (``controller.serve``), at most one per
+    queue and process at a time, much as a dialer's hopper is filled by a
+    background job.  Without a spawner (tests, the CLI, plain WSGI servers)
+    every refill runs inline, as does one the lease itself needs.
+    """
+
+    def __init__(self) -> None:
+        self._spawn: Optional[Callable[..., Any]] = None
+        self._busy: set[tuple] = set()
+
+    def set_spawner(self, spawn: Optional[Callable[..., Any]]) -> None:
+        """``spawn(fn, *args)`` starts ``fn`` concurrently (e.g. a gevent Group's spawn); None: inline."""
+        self._spawn = spawn
+        self._busy.clear()
+
+    def submit(self, key: tuple, fn: Callable[..., int], *args: Any) -> bool:
+        """Start ``fn(*args)`` in the background unless one for ``key`` runs. False: no spawner."""
+        spawn = self._spawn
+        if spawn is None:
+            return False
+        if key not in self._busy:
+            self._busy.add(key)
+            spawn(self._run, key, fn, args)
+        return True
+
+    def _run(self, key: tuple, fn: Callable[..., int], args: tuple) -> None:
+        try:
+            fn(*args)
+        except Exception:  # a failed top-up must not kill the server; the next lease retries
+            logger.exception("background refill of queue %s failed", key[1])
+        finally:
+            self._busy.discard(key)
+
+
+_background = _BackgroundRefills()
+set_refill_spawner = _background.set_spawner
+
+
+def _refill_due(queue: "_QueueCtx", remaining: int, max_records: int) -> bool:
+    """Whether :func:`_refill_if_low` may move records for this fill (cheap pre-check)."""
+    floor = max(queue.min_size, min(max_records, queue.max_size))
+    return remaining < queue.max_size and (remaining < floor or remaining * 2 < queue.max_size)
+
+
+def _top_up(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", skill: int, max_records: int,
+            now: dt.datetime) -> int:
+    """A background refill: measures the queue's fill now (leases may have
+    drained it since it was scheduled), then refills as a lease would."""
+    with db.read_connection() as conn:
+        remaining = conn.scalar(sa.select(sa.func.count()).select_from(_REC).where(
+            _REC.c.queue_id == queue.id, record_status.status_is(RecordStatus.QUEUED))) or 0
+    return _refill_if_low(db, campaign, queue, skill, remaining, max_records, now)
 
 
 def _refill_if_low(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", skill: int, remaining: int,
