@@ -103,9 +103,9 @@ def _fill_tier(
     if sum(weights.values()) <= 0:
         weights = {pid: 1.0 for pid in weights}
     active = [f.pool_id for f in live]
+    total_w = sum(weights[p] for p in active)
+    total = sum(served[p] for p in active)
     while len(sequence) < n and active:
-        total_w = sum(weights[p] for p in active)
-        total = sum(served[p] for p in active)
         best = None
         best_deficit = -math.inf
         for pid in active:  # ties go to the earlier feed (position order)
@@ -115,6 +115,7 @@ def _fill_tier(
         assert best is not None
         sequence.append(best)
         served[best] += 1
+        total += 1
         if left[best] is not None:
             left[best] -= 1
             if left[best] <= 0:
@@ -123,6 +124,8 @@ def _fill_tier(
                 for pid in active:
                     served[pid] = 0
                 served[best] = EMPTY_MARK
+                total = 0
+                total_w = sum(weights[p] for p in active)
 
 
 # --- refill sizing (P3) --------------------------------------------------------

@@ -220,48 +220,6 @@ def _callable(record_timezone: Optional[str], campaign: CampaignInfo, now: dt.da
     return calling_hours.is_callable(now, zones, window)
 
 
-def window_clause(session: Session, campaign: CampaignInfo, now: dt.datetime) -> Optional[sa.ColumnElement]:
-    """SQL condition: the record's local time is inside the campaign window now (X1).
-
-    ``None`` means nobody may be called now.  Zones are decided per distinct
-    ``timezone`` value (a few hundred at most), not per record, from a list
-    cached for ZONES_CACHE_S; the condition excludes the zones known to be
-    outside the window.  A zone value newer than the cache passes the SQL
-    condition, so :func:`lease` checks every record it took in Python as well
-    and puts back any that is outside the window.
-    """
-    default_ok = _callable(None, campaign, now)
-    if not campaign.by_number:
-        return sa.true() if default_ok else None
-    key = (id(_bind(session)), str(_bind(session).url), campaign.id)
-    zones = [z for z in _zones.get(session, key, campaign.id) if z]
-    closed = [z for z in zones if not _callable(z, campaign, now)]
-    if len(closed) == len(zones) and not default_ok and zones:
-        return None
-    has_zone = CallRecord.timezone.is_not(None)
-    if closed:
-        has_zone = sa.and_(has_zone, CallRecord.timezone.not_in(closed))
-    return sa.or_(has_zone, CallRecord.timezone.is_(None)) if default_ok else has_zone
-
-
-def _for_update(stmt, session: Session, skip_locked: bool = True):
-    if _bind(session).dialect.name == "postgresql":
-        return stmt.with_for_update(skip_locked=skip_locked)
-    return stmt
-
-
-def _picked(session: Session, stmt, name: str) -> sa.ColumnElement[bool]:
-    """``id IN (picked)`` where ``picked`` is a CTE evaluated exactly once.
-
-    A plain ``UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP
-    LOCKED)`` can hand out more than ``n`` rows on PostgreSQL: the planner may
-    re-run the sub-select, and every run skips the rows the previous one took.
-    A MATERIALIZED CTE runs once.
-    """
-    cte = _for_update(stmt, session).cte(name).prefix_with("MATERIALIZED", dialect="postgresql")
-    return CallRecord.id.in_(sa.select(cte.c.id))
-
-
 def _in(session: Session, column, values: list, item_type) -> sa.ColumnElement[bool]:
     """``column IN values``; on PostgreSQL ``= ANY(array)`` so the SQL text is the
     same for any list length (prepared once, parsed once)."""
