@@ -1,8 +1,10 @@
 """Builders shared by the distribution / worker-API tests."""
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
+import pytest
 import sqlalchemy as sa
 
 from controller.models import Campaign, CallRecord
@@ -10,6 +12,7 @@ from controller.services import distribution, queues, workers
 from esl_dialer.messages import CampaignStatus, RecordStatus
 
 ALL_DAY = ("00:00", "24:00")
+NOON_NY = dt.datetime(2026, 11, 23, 17, 0)  # 12:00 in New York (naive UTC)
 
 
 def make_campaign(db, name="c1", *, active=True, window=ALL_DAY, tz="America/New_York") -> int:
@@ -59,6 +62,14 @@ def reset_caches():
     distribution._contexts.clear()
     distribution._fill_hints.clear()
     workers._auth_cache.clear()
+
+
+@pytest.fixture
+def fresh_caches():
+    """Per-process caches emptied around a test (import it into a module and use it with autouse)."""
+    reset_caches()
+    yield
+    reset_caches()
 
 
 def race_claims(db, threads: int) -> tuple[list[str], list[str]]:

@@ -6,22 +6,15 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from controller.errors import Conflict, Forbidden, InvalidInput, NotFound
+from controller.errors import Conflict, InvalidInput, NotFound
 from controller.models import CallAttempt, CallRecord, DncEntry, RecycleRule
 from controller.services import distribution as D
 from controller.services import queues as Q
 from esl_dialer.messages import RecordStatus as S
 
-from distribution_helpers import add_numbers, add_worker, ident, make_campaign, pool_of, reset_caches, statuses
+from distribution_helpers import NOON_NY, fresh_caches, add_numbers, add_worker, ident, make_campaign, pool_of, reset_caches, statuses  # noqa: F401 (fixture)
 
-NOON_NY = dt.datetime(2026, 11, 23, 17, 0)  # 12:00 in New York (naive UTC)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    reset_caches()
-    yield
-    reset_caches()
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 @pytest.fixture
