@@ -148,3 +148,36 @@ def test_p3_refill_runs_off_the_lease_path_once_per_queue(db):
         assert D._background.submit(("x", 1), lambda: 0)     # the spawner is still in use
     finally:
         D.set_refill_spawner(None)
+
+
+def test_a_dropped_database_connection_costs_at_most_one_failed_request(db):
+    """Without a ping per checkout, a PostgreSQL restart (here: every backend of
+    the database terminated) fails at most the request that meets a dead
+    connection; SQLAlchemy then invalidates the pool and the next one reconnects
+    (workers retry 5xx replies)."""
+    if db.dialect != "postgresql":
+        pytest.skip("terminating server backends is a PostgreSQL test")
+    cid = make_campaign(db, window=("08:00", "21:00"))
+    a = Q.create_pool(db, cid, "A").id
+    w = add_worker(db, cid, "w1", "1001")
+    add_numbers(db, a, 50)
+    wi = ident(db, w)
+    assert len(_lease_ids(db, wi, 5, NOON_NY)) == 5
+    killer = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)
+    with killer.connect() as conn:
+        killed = conn.execute(sa.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+    killer.dispose()
+    assert killed >= 1
+    reset_caches()
+    failures, got = 0, []
+    for _ in range(3):
+        try:
+            got = _lease_ids(db, wi, 5, NOON_NY)
+            break
+        except sa.exc.DBAPIError as exc:
+            assert exc.connection_invalidated
+            failures += 1
+    assert failures <= 1
+    assert len(got) == 5
