@@ -181,3 +181,20 @@ def test_a_dropped_database_connection_costs_at_most_one_failed_request(db):
             failures += 1
     assert failures <= 1
     assert len(got) == 5
+
+
+def test_p13_a_very_skilled_agent_falls_back_level_by_existing_level(db):
+    """Skill 1,000 over records at difficulty 0 and 2: hardest first, and the
+    fall-back jumps over the empty levels instead of asking for each of them."""
+    cid = make_campaign(db, window=("08:00", "21:00"))
+    a = Q.create_pool(db, cid, "A").id
+    w = add_worker(db, cid, "w1", "1001", skill=1000)
+    easy = add_numbers(db, a, 3, difficulty=0)
+    hard = add_numbers(db, a, 2, start=100, difficulty=2)
+    wi = ident(db, w)
+    statements = []
+    sa.event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    got = _lease_ids(db, wi, 5, NOON_NY)
+    assert got[:2] == hard and sorted(got[2:]) == easy
+    takes = [st for st in statements if "due AS" in st]
+    assert len(takes) == 3  # level 1,000 (nothing), then 2, then 0
