@@ -656,3 +656,32 @@ def test_p14_login_throttle_window_slides():
     t.failed("u")
     t.reset("u")
     assert t.retry_after("u") == 0
+
+
+def test_p7_recycle_rules_edited_from_the_dashboard(logged_in, db):
+    from controller.services import recycling
+
+    cid = seed(db)["campaign_id"]
+    url = f"/campaigns/{cid}/recycle"
+    assert url in logged_in.get("/campaigns").get_data(as_text=True)
+    page = logged_in.get(url).get_data(as_text=True)
+    assert 'data-result="busy"' in page and "data-default" in page
+    token = _token(logged_in, url)
+    resp = logged_in.post(url, data={"csrf_token": token, "result": "busy", "retry_minutes": "10",
+                                     "max_attempts": "2", "action": "save"})
+    assert resp.status_code == 302
+    rule = {r.result: r for r in recycling.rules(db, cid)}["busy"]
+    assert (rule.retry_minutes, rule.max_attempts, rule.is_default) == (10.0, 2, False)
+    # bad input: 400 naming the problem, nothing changed
+    resp = logged_in.post(url, data={"csrf_token": token, "result": "busy", "retry_minutes": "10",
+                                     "max_attempts": "0", "action": "save"})
+    assert resp.status_code == 400 and "max attempts must be a whole number" in resp.get_data(as_text=True)
+    assert {r.result: r for r in recycling.rules(db, cid)}["busy"].max_attempts == 2
+    # no CSRF token: refused, nothing changed
+    resp = logged_in.post(url, data={"result": "busy", "retry_minutes": "1", "max_attempts": "9", "action": "save"})
+    assert resp.status_code in (400, 403)
+    assert {r.result: r for r in recycling.rules(db, cid)}["busy"].max_attempts == 2
+    # back to the default
+    resp = logged_in.post(url, data={"csrf_token": token, "result": "busy", "action": "reset"})
+    assert resp.status_code == 302
+    assert {r.result: r for r in recycling.rules(db, cid)}["busy"].is_default

@@ -64,7 +64,7 @@ def test_p3_refill_tracks_depletion_rate_and_respects_maximum(setup):
     for i in range(5):
         ids = _lease_ids(db, wi, 20, now=NOON_NY - dt.timedelta(minutes=4 - i))
         _report(db, wi, ids, now=NOON_NY - dt.timedelta(minutes=4 - i))
-    q = Q.get_queue(db, w.queue_id)
+    q = Q.get_queue(db, w.queue_id, now=NOON_NY)  # the test's clock, not the machine's
     assert q.rate_per_minute == pytest.approx(20.0)
     reset_caches()  # the rate is re-measured every few seconds; here, now
     D.lease(db, wi, 1, now=NOON_NY)

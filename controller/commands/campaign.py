@@ -1,11 +1,11 @@
-"""`dialer campaign ...`: create, list, start/pause/resume/finish and set campaigns."""
+"""`dialer campaign ...`: create, list, start/pause/resume/finish, set campaigns and their recycle rules."""
 from __future__ import annotations
 
 import click
 
 from esl_dialer.messages import DialMode, TimezonePolicy
 
-from ..services import campaigns
+from ..services import campaigns, recycling
 from .options import database_option, open_database
 
 
@@ -107,6 +107,36 @@ def set_(database_url: str, name: str, **options) -> None:
                f"abandon target {settings['abandon_target']:.1%}, window {settings['window_start']}-"
                f"{settings['window_end']}, caller id {settings['caller_id_number'] or '-'}"
                + (f" ({settings['caller_id_name']})" if settings['caller_id_name'] else ""))
+
+
+@campaign_group.command("recycle")
+@click.argument("name")
+@click.option("--result", type=click.Choice(list(recycling.RECYCLABLE)), default=None,
+              help="The result whose rule to set (with --retry-minutes and --max-attempts).")
+@click.option("--retry-minutes", type=float, default=None, help="Minutes before the record is dialed again.")
+@click.option("--max-attempts", type=int, default=None, help="Attempts in all before the record is exhausted.")
+@click.option("--reset", type=click.Choice(list(recycling.RECYCLABLE)), default=None,
+              help="Drop the campaign's rule for this result (the default applies again).")
+@database_option
+def recycle(database_url: str, name: str, result: str | None, retry_minutes: float | None,
+            max_attempts: int | None, reset: str | None) -> None:
+    """Show or change campaign NAME's recycle rules (P7): retry delay and attempts per result."""
+    if result is not None and (retry_minutes is None or max_attempts is None):
+        raise click.UsageError("--result needs --retry-minutes and --max-attempts")
+    if result is None and (retry_minutes is not None or max_attempts is not None):
+        raise click.UsageError("--retry-minutes and --max-attempts need --result")
+    db = open_database(database_url)
+    try:
+        if reset is not None:
+            recycling.reset_rule(db, name, reset)
+        if result is not None:
+            recycling.set_rule(db, name, result, retry_minutes, max_attempts)
+        current = recycling.rules(db, name)
+    finally:
+        db.dispose()
+    click.echo(f"{'result':<10} {'retry after':>12} {'max attempts':>13}")
+    for r in current:
+        click.echo(f"{r.result:<10} {r.retry_minutes:>8g} min {r.max_attempts:>13}" + ("  (default)" if r.is_default else ""))
 
 
 COMMANDS = [campaign_group]

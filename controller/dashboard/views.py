@@ -23,6 +23,8 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/queues/<int:queue_id>/rules", "queue_rules", queue_rules, methods=["GET", "POST"])
     bp.add_url_rule("/pools/<int:pool_id>/move", "move_pool", move_pool, methods=["POST"])
     bp.add_url_rule("/campaigns/<int:campaign_id>/control", "campaign_control", campaign_control, methods=["POST"])
+    bp.add_url_rule("/campaigns/<int:campaign_id>/recycle", "recycle_rules", recycle_rules,
+                    methods=["GET", "POST"])
     bp.add_url_rule("/agents", "agents", agents_page)
     bp.add_url_rule("/attempts", "attempts", attempts_page)
     bp.add_url_rule("/records/<int:record_id>", "record", record_page)
@@ -69,6 +71,39 @@ def campaign_control(campaign_id: int):
         flash(f"Campaign {change.campaign} is {change.new.value} ({change.workers_notified} worker(s) notified).",
               "ok")
     return redirect(url_for("dashboard.campaigns"))
+
+
+def recycle_rules(campaign_id: int):
+    """A campaign's recycle rules (P7), one form per result; a change applies to the next result (P8)."""
+    from ..services import campaigns as campaign_service
+    from ..services import recycling
+
+    db = get_db()
+    try:
+        campaign = campaign_service.get_campaign(db, campaign_id)
+    except NotFound:
+        abort(404, description=f"There is no campaign {campaign_id}.")
+    error = error_field = error_result = None
+    status = 200
+    if request.method == "POST":
+        result = request.form.get("result", "")
+        try:
+            if request.form.get("action") == "reset":
+                recycling.reset_rule(db, campaign_id, result)
+                message = f"{result}: back to the default rule."
+            else:
+                rule = recycling.set_rule(db, campaign_id, result, request.form.get("retry_minutes", ""),
+                                          request.form.get("max_attempts", "").strip())
+                message = f"{result}: retried after {rule.retry_minutes:g} min, at most {rule.max_attempts} attempts."
+        except DialerError as err:
+            error, error_field, error_result, status = err.message, err.field, result, 400
+        else:
+            logger.info("campaign %s recycle rules changed from the dashboard: %s", campaign.name, message)
+            flash(message + " The next result follows it.", "ok")
+            return redirect(url_for("dashboard.recycle_rules", campaign_id=campaign_id))
+    return render_template("recycle.html", campaign=campaign, rules=recycling.rules(db, campaign_id),
+                           error=error, error_field=error_field, error_result=error_result,
+                           form=request.form if error else None), status
 
 
 def pools_page():

@@ -363,9 +363,10 @@ def create_queue(
     return get_queue(db, qid)
 
 
-def get_queue(db: Database, queue_id: int) -> QueueView:
+def get_queue(db: Database, queue_id: int, now: Optional[dt.datetime] = None) -> QueueView:
+    """A queue with its fill and depletion rate (measured up to ``now``, default: the clock)."""
     with db.session() as session:
-        return _queue_view(session, _queue(session, queue_id), utcnow())
+        return _queue_view(session, _queue(session, queue_id), now or utcnow())
 
 
 def list_queues(db: Database, campaign_id: Optional[int] = None) -> list[QueueView]:
