@@ -685,3 +685,28 @@ def test_p7_recycle_rules_edited_from_the_dashboard(logged_in, db):
     resp = logged_in.post(url, data={"csrf_token": token, "result": "busy", "action": "reset"})
     assert resp.status_code == 302
     assert {r.result: r for r in recycling.rules(db, cid)}["busy"].is_default
+
+
+def test_d2_x1_campaign_settings_edited_from_the_dashboard(logged_in, db):
+    from controller.services import campaigns as campaign_service
+
+    cid = seed(db)["campaign_id"]
+    url = f"/campaigns/{cid}/settings"
+    assert url in logged_in.get("/campaigns").get_data(as_text=True)
+    page = logged_in.get(url).get_data(as_text=True)
+    assert 'name="window"' in page and 'name="dial_mode"' in page
+    token = _token(logged_in, url)
+    form = {"csrf_token": token, "dial_mode": "power", "dial_ratio": "2.5", "abandon_target": "2%",
+            "window": "09:00-20:00", "caller_id_number": "", "caller_id_name": "Spring", "abandon_message": ""}
+    assert logged_in.post(url, data=form).status_code == 302
+    now = campaign_service.worker_settings(db, cid)
+    assert (now["dial_mode"], now["dial_ratio"], now["abandon_target"], now["window_start"], now["window_end"],
+            now["caller_id_name"]) == ("power", 2.5, 0.02, "09:00", "20:00", "Spring")
+    # a bad window: 400 naming the problem, nothing changed (not even the valid fields beside it)
+    resp = logged_in.post(url, data={**form, "dial_ratio": "3", "window": "9-5"})
+    assert resp.status_code == 400 and "calling window must look like 08:00-21:00" in resp.get_data(as_text=True)
+    assert campaign_service.worker_settings(db, cid)["dial_ratio"] == 2.5
+    # no CSRF token: refused
+    resp = logged_in.post(url, data={k: v for k, v in form.items() if k != "csrf_token"} | {"dial_ratio": "4"})
+    assert resp.status_code in (400, 403)
+    assert campaign_service.worker_settings(db, cid)["dial_ratio"] == 2.5

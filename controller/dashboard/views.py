@@ -5,7 +5,7 @@ import logging
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from esl_dialer.messages import AgentState, RecordStatus, SelectionMode
+from esl_dialer.messages import AgentState, DialMode, RecordStatus, SelectionMode
 
 from .. import get_db
 from ..errors import DialerError, NotFound
@@ -24,6 +24,8 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/pools/<int:pool_id>/move", "move_pool", move_pool, methods=["POST"])
     bp.add_url_rule("/campaigns/<int:campaign_id>/control", "campaign_control", campaign_control, methods=["POST"])
     bp.add_url_rule("/campaigns/<int:campaign_id>/recycle", "recycle_rules", recycle_rules,
+                    methods=["GET", "POST"])
+    bp.add_url_rule("/campaigns/<int:campaign_id>/settings", "campaign_settings", campaign_settings,
                     methods=["GET", "POST"])
     bp.add_url_rule("/agents", "agents", agents_page)
     bp.add_url_rule("/attempts", "attempts", attempts_page)
@@ -71,6 +73,38 @@ def campaign_control(campaign_id: int):
         flash(f"Campaign {change.campaign} is {change.new.value} ({change.workers_notified} worker(s) notified).",
               "ok")
     return redirect(url_for("dashboard.campaigns"))
+
+
+#: the settings form's fields, in the order ``campaigns.update_settings`` takes them
+SETTINGS_FIELDS = ("dial_mode", "dial_ratio", "abandon_target", "window", "caller_id_number", "caller_id_name",
+                   "abandon_message")
+
+
+def campaign_settings(campaign_id: int):
+    """A campaign's dialing settings (D2, X1): mode, ratio, abandonment target,
+    calling window, caller id; its workers apply a change within seconds."""
+    from ..services import campaigns as campaign_service
+
+    db = get_db()
+    try:
+        current = campaign_service.worker_settings(db, campaign_id)
+    except NotFound:
+        abort(404, description=f"There is no campaign {campaign_id}.")
+    error = error_field = None
+    status = 200
+    if request.method == "POST":
+        given = {k: request.form.get(k, "") for k in SETTINGS_FIELDS}
+        try:
+            settings = campaign_service.update_settings(db, campaign_id, **given)
+        except DialerError as err:
+            error, error_field, status = err.message, err.field, 400
+        else:
+            logger.info("campaign %s settings changed from the dashboard", settings["name"])
+            flash(f"Settings of {settings['name']} saved; its workers apply them within seconds.", "ok")
+            return redirect(url_for("dashboard.campaign_settings", campaign_id=campaign_id))
+    return render_template("campaign_settings.html", campaign_id=campaign_id, s=current,
+                           modes=[m.value for m in DialMode], error=error, error_field=error_field,
+                           form=request.form if error else None), status
 
 
 def recycle_rules(campaign_id: int):
