@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from esl_dialer.messages import RecordStatus as S
 
-from . import jsonio
+from . import jsonio, pgraw
 from .models import CallRecord, utcnow
 
 
@@ -172,12 +172,17 @@ def queue_records(executor, queue_id: int, ids: list[int], first_seq: int, now: 
     check(S.READY, S.QUEUED)
     t = CallRecord.__table__
     if _bind(executor).dialect.name == "postgresql":
-        executor.execute(_pg_queue_sql(), {"ids": ids, "q": queue_id, "base": first_seq - 1, "now": now})
+        _pg_queue_raw().rows(executor, {"ids": ids, "q": queue_id, "base": first_seq - 1, "now": now})
         return len(ids)
     stmt = (sa.update(t).where(t.c.id == sa.bindparam("b_id"), status_is(S.READY))
             .values(status=S.QUEUED.value, queue_id=queue_id, queue_seq=sa.bindparam("b_seq"), updated_at=now))
     executor.execute(stmt, [{"b_id": rid, "b_seq": first_seq + i} for i, rid in enumerate(ids)])
     return len(ids)
+
+
+@functools.lru_cache(maxsize=1)
+def _pg_queue_raw() -> pgraw.RawStatement:
+    return pgraw.RawStatement(_pg_queue_sql())
 
 
 @functools.lru_cache(maxsize=1)
@@ -240,6 +245,11 @@ def pg_json(value) -> str:
 
 
 @functools.lru_cache(maxsize=64)
+def _pg_batch_raw(common: tuple, partial: tuple) -> pgraw.RawStatement:
+    return pgraw.RawStatement(_pg_batch_sql(common, partial))
+
+
+@functools.lru_cache(maxsize=64)
 def _pg_batch_sql(common: tuple, partial: tuple) -> sa.TextClause:
     """The ``UPDATE ... FROM json_to_recordset(...)`` text for one set of
     columns, built (types compiled, text parsed) once per set and process.
@@ -279,4 +289,4 @@ def _pg_batch_update(session: Session, changes: list[tuple[int, S, dict]]) -> No
         for c in partial:
             row[f"k_{c}"] = c in params
         rows.append(row)
-    session.execute(_pg_batch_sql(tuple(sorted(common)), partial), {"rows": pg_json(rows)})
+    _pg_batch_raw(tuple(sorted(common)), partial).rows(session, {"rows": pg_json(rows)})

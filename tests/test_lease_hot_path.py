@@ -198,3 +198,29 @@ def test_p13_a_very_skilled_agent_falls_back_level_by_existing_level(db):
     assert got[:2] == hard and sorted(got[2:]) == easy
     takes = [st for st in statements if "due AS" in st]
     assert len(takes) == 3  # level 1,000 (nothing), then 2, then 0
+
+
+def test_a_dropped_connection_under_a_raw_statement_is_reported_like_sqlalchemy_does(db):
+    """The results path runs its statements straight on psycopg (controller.pgraw):
+    a dead connection there is raised as SQLAlchemy's DBAPIError, invalidates
+    the pool, and the retried upload is stored once."""
+    if db.dialect != "postgresql":
+        pytest.skip("terminating server backends is a PostgreSQL test")
+    cid = make_campaign(db, window=("08:00", "21:00"))
+    a = Q.create_pool(db, cid, "A").id
+    w = add_worker(db, cid, "w1", "1001")
+    add_numbers(db, a, 10)
+    wi = ident(db, w)
+    got = _lease_ids(db, wi, 3, NOON_NY)
+    killer = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)
+    with killer.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    killer.dispose()
+    upload = D.parse_results([{"client_id": f"k{rid}", "record_id": rid, "result": "answered"} for rid in got])
+    with pytest.raises(sa.exc.DBAPIError) as err:
+        D.record_results(db, wi, upload, now=NOON_NY)
+    assert err.value.connection_invalidated
+    outcome = D.record_results(db, wi, upload, now=NOON_NY)       # the worker's retry
+    assert sorted(outcome.accepted) == sorted(f"k{rid}" for rid in got) and outcome.duplicates == []
+    assert set(statuses(db, got).values()) == {S.DONE}

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from esl_dialer.messages import AttemptResult, CampaignStatus, RecordStatus, SelectionMode, TimezonePolicy
 
-from .. import calling_hours, numbers, record_status, selection
+from .. import calling_hours, numbers, pgraw, record_status, selection
 from ..db import Database
 from ..errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from ..models import (
@@ -406,7 +406,7 @@ def _take_level(session: Session, pool_id: int, n: int, level: int, window: dict
 def _take_level_stmt(pg: bool, with_exclude: bool) -> sa.Select:
     """:func:`_take_level`'s statement, built once (bind parameters only)."""
     base = [_REC.c.pool_id == sa.bindparam("p", type_=sa.Integer), record_status.status_is(RecordStatus.READY),
-            _REC.c.difficulty == sa.bindparam("level", type_=sa.Integer), _window_expr()]
+            _REC.c.difficulty == sa.bindparam("level", type_=sa.Integer), _window_expr(pg)]
     if with_exclude:
         base.append(_REC.c.id.not_in(sa.bindparam("ex", expanding=True)))
     n = sa.bindparam("n", type_=sa.Integer)
@@ -733,10 +733,16 @@ def window_params(executor, campaign: CampaignInfo, now: dt.datetime) -> Optiona
     return {"closed": closed, "null_ok": default_ok}
 
 
-def _window_expr() -> sa.ColumnElement[bool]:
+def _window_expr(pg: bool = False) -> sa.ColumnElement[bool]:
+    """X1 in SQL (:func:`window_params`): on PostgreSQL ``<> ALL(array)``, so
+    the statement text is the same whatever the number of closed zones."""
     tz = _REC.c.timezone
+    if pg:
+        open_zone = tz != sa.all_(sa.bindparam("closed", type_=postgresql.ARRAY(sa.String)))
+    else:
+        open_zone = tz.not_in(sa.bindparam("closed", expanding=True))
     return sa.or_(
-        sa.and_(tz.is_not(None), tz.not_in(sa.bindparam("closed", expanding=True))),
+        sa.and_(tz.is_not(None), open_zone),
         sa.and_(tz.is_(None), sa.bindparam("null_ok", type_=sa.Boolean)),
     )
 
@@ -745,7 +751,7 @@ def _window_expr() -> sa.ColumnElement[bool]:
 def _take_stmt(pg: bool) -> sa.Update:
     """The lease statement, built once per dialect (bind parameters only), so
     each lease costs a cache look-up instead of building a dozen SQL objects."""
-    window = _window_expr()
+    window = _window_expr(pg)
     now = sa.bindparam("now", type_=sa.DateTime)
     n = sa.bindparam("n", type_=sa.Integer)
     qid = sa.bindparam("q", type_=sa.Integer)
@@ -784,6 +790,16 @@ def _take_stmt(pg: bool) -> sa.Update:
                 "queue_id": qid, "updated_at": sa.bindparam("now_ts", type_=sa.DateTime),
                 "lease_request": sa.bindparam("rq", type_=sa.String)},
     )
+
+
+@functools.lru_cache(maxsize=1)
+def _raw_take() -> pgraw.RawStatement:
+    return pgraw.RawStatement(_take_stmt(True))
+
+
+@functools.lru_cache(maxsize=1)
+def _raw_records_for_results() -> pgraw.RawStatement:
+    return pgraw.RawStatement(_records_for_results(True))
 
 
 #: records left in each queue after the last lease in this process (a hint only)
@@ -879,7 +895,7 @@ def _take(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", worker: Work
             return [], queue.max_size  # nothing callable now: no refill either
         params = {**window, "now": now, "n": n, "q": queue.id, "c": queue.campaign_id, "skill": skill,
                   "w": worker.id, "until": until, "now_ts": utcnow(), "rq": request_id}
-        rows = conn.execute(_take_stmt(pg), params).all()
+        rows = _raw_take().rows(conn, params) if pg else conn.execute(_take_stmt(pg), params).all()
         taken_from_queue = sum(1 for r in rows if r.queue_seq is not None)
         in_queue = sa.and_(_REC.c.queue_id == queue.id, record_status.status_is(RecordStatus.QUEUED))
         if pg:
@@ -989,6 +1005,11 @@ def _recycle_rules(session: Session, campaign_id: int) -> dict[str, RecycleSpec]
 
 
 @functools.lru_cache(maxsize=8)
+def _raw_insert(cols: tuple) -> pgraw.RawStatement:
+    return pgraw.RawStatement(_insert_sql(cols))
+
+
+@functools.lru_cache(maxsize=8)
 def _insert_sql(cols: tuple) -> sa.TextClause:
     table = CallAttempt.__table__
     dialect = postgresql.dialect()
@@ -1012,7 +1033,7 @@ def _insert_ignore(session: Session, rows: list[dict]) -> set[str]:
         # One fixed-text statement over one JSON parameter: prepared once, no
         # per-row SQL, and the C json encoder instead of per-value adaptation.
         cols = tuple(rows[0])
-        return set(session.execute(_insert_sql(cols), {"rows": record_status.pg_json(rows)}).scalars())
+        return {r.client_id for r in _raw_insert(cols).rows(session, {"rows": record_status.pg_json(rows)})}
     ins = sqlite.insert(table)
     stmt = ins.on_conflict_do_nothing(index_elements=["client_id"]).returning(table.c.client_id)
     conn = session if isinstance(session, sa.Connection) else session.connection()
@@ -1059,7 +1080,9 @@ def record_results(db: Database, worker: WorkerIdentity, results: Sequence[Resul
                 fresh.append(r)
         record_ids = sorted({r.record_id for r in fresh})
         pg = _bind(session).dialect.name == "postgresql"
-        records = {row.id: row for row in session.execute(_records_for_results(pg), {"ids": record_ids})}
+        locked = (_raw_records_for_results().rows(session, {"ids": record_ids}) if pg
+                  else session.execute(_records_for_results(pg), {"ids": record_ids}))
+        records = {row.id: row for row in locked}
         missing = [r for r in fresh if r.record_id not in records]
         if missing:
             known = set(session.scalars(sa.select(CallAttempt.client_id).where(
