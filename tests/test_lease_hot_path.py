@@ -150,26 +150,36 @@ def test_p3_refill_runs_off_the_lease_path_once_per_queue(db):
         D.set_refill_spawner(None)
 
 
-def test_a_dropped_database_connection_costs_at_most_one_failed_request(db):
-    """Without a ping per checkout, a PostgreSQL restart (here: every backend of
-    the database terminated) fails at most the request that meets a dead
-    connection; SQLAlchemy then invalidates the pool and the next one reconnects
-    (workers retry 5xx replies)."""
+def _pg_worker_with_records(db, n: int):
+    """A worker of a campaign with ``n`` records (PostgreSQL only: the tests below kill server backends)."""
     if db.dialect != "postgresql":
         pytest.skip("terminating server backends is a PostgreSQL test")
     cid = make_campaign(db, window=("08:00", "21:00"))
     a = Q.create_pool(db, cid, "A").id
     w = add_worker(db, cid, "w1", "1001")
-    add_numbers(db, a, 50)
-    wi = ident(db, w)
-    assert len(_lease_ids(db, wi, 5, NOON_NY)) == 5
+    add_numbers(db, a, n)
+    return ident(db, w)
+
+
+def _terminate_backends(db) -> int:
+    """What a PostgreSQL restart does to the pool: every other backend of the database ends."""
     killer = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)
     with killer.connect() as conn:
         killed = conn.execute(sa.text(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
     killer.dispose()
-    assert killed >= 1
+    return killed
+
+
+def test_a_dropped_database_connection_costs_at_most_one_failed_request(db):
+    """Without a ping per checkout, a PostgreSQL restart (here: every backend of
+    the database terminated) fails at most the request that meets a dead
+    connection; SQLAlchemy then invalidates the pool and the next one reconnects
+    (workers retry 5xx replies)."""
+    wi = _pg_worker_with_records(db, 50)
+    assert len(_lease_ids(db, wi, 5, NOON_NY)) == 5
+    assert _terminate_backends(db) >= 1
     reset_caches()
     failures, got = 0, []
     for _ in range(3):
@@ -204,19 +214,9 @@ def test_a_dropped_connection_under_a_raw_statement_is_reported_like_sqlalchemy_
     """The results path runs its statements straight on psycopg (controller.pgraw):
     a dead connection there is raised as SQLAlchemy's DBAPIError, invalidates
     the pool, and the retried upload is stored once."""
-    if db.dialect != "postgresql":
-        pytest.skip("terminating server backends is a PostgreSQL test")
-    cid = make_campaign(db, window=("08:00", "21:00"))
-    a = Q.create_pool(db, cid, "A").id
-    w = add_worker(db, cid, "w1", "1001")
-    add_numbers(db, a, 10)
-    wi = ident(db, w)
+    wi = _pg_worker_with_records(db, 10)
     got = _lease_ids(db, wi, 3, NOON_NY)
-    killer = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)
-    with killer.connect() as conn:
-        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
-    killer.dispose()
+    _terminate_backends(db)
     upload = D.parse_results([{"client_id": f"k{rid}", "record_id": rid, "result": "answered"} for rid in got])
     with pytest.raises(sa.exc.DBAPIError) as err:
         D.record_results(db, wi, upload, now=NOON_NY)
