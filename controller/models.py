@@ -267,28 +267,33 @@ class User(Base):
 # Distribution hot paths (migration 0005).  Each index is partial on the
 # status it serves, so a status change writes only into the indexes that can
 # find the record in its new status; queries name the status as a literal
-# (controller.record_status.status_is) so prepared plans can use them.
+# (status_equals below) so prepared plans can use them.
 #  - refill (P3, P13): fresh records by priority, due retries (P7) by due time,
 #    each in its own index, so records waiting for a later retry are never scanned;
 #  - urgent: web leads and callbacks (priority < 0, D10, P9) taken at lease time;
 #  - a queue's records in lease order; a worker's leases, also scanned whole
 #    for lease expiry (D1): it holds only the leased records.
-_READY = CallRecord.status == sa.literal_column("'ready'")
-Index("ix_record_fresh", CallRecord.pool_id, CallRecord.difficulty, CallRecord.priority, CallRecord.id,
-      postgresql_where=sa.and_(_READY, CallRecord.next_attempt_at.is_(None)),
-      sqlite_where=sa.and_(_READY, CallRecord.next_attempt_at.is_(None)))
-Index("ix_record_due", CallRecord.pool_id, CallRecord.difficulty, CallRecord.next_attempt_at, CallRecord.id,
-      postgresql_where=sa.and_(_READY, CallRecord.next_attempt_at.is_not(None)),
-      sqlite_where=sa.and_(_READY, CallRecord.next_attempt_at.is_not(None)))
-Index("ix_record_urgent", CallRecord.pool_id, CallRecord.priority, CallRecord.id,
-      postgresql_where=sa.and_(_READY, CallRecord.priority < sa.literal_column("0")),
-      sqlite_where=sa.and_(_READY, CallRecord.priority < sa.literal_column("0")))
-Index("ix_record_queue", CallRecord.queue_id, CallRecord.priority, CallRecord.queue_seq, CallRecord.id,
-      postgresql_where=CallRecord.status == sa.literal_column("'queued'"),
-      sqlite_where=CallRecord.status == sa.literal_column("'queued'"))
-Index("ix_record_holder", CallRecord.held_by_worker_id, CallRecord.held_until,
-      postgresql_where=CallRecord.status == sa.literal_column("'leased'"),
-      sqlite_where=CallRecord.status == sa.literal_column("'leased'"))
+def status_equals(value: str) -> sa.ColumnElement[bool]:
+    """``call_record.status = '<value>'`` with the value in the SQL text (not a
+    bind parameter), so a prepared plan can match a status-partial index."""
+    return CallRecord.status == sa.literal_column(f"'{value}'")
+
+
+def _partial_index(name: str, *columns, where: sa.ColumnElement[bool]) -> Index:
+    return Index(name, *columns, postgresql_where=where, sqlite_where=where)
+
+
+_READY = status_equals("ready")
+_partial_index("ix_record_fresh", CallRecord.pool_id, CallRecord.difficulty, CallRecord.priority, CallRecord.id,
+               where=sa.and_(_READY, CallRecord.next_attempt_at.is_(None)))
+_partial_index("ix_record_due", CallRecord.pool_id, CallRecord.difficulty, CallRecord.next_attempt_at, CallRecord.id,
+               where=sa.and_(_READY, CallRecord.next_attempt_at.is_not(None)))
+_partial_index("ix_record_urgent", CallRecord.pool_id, CallRecord.priority, CallRecord.id,
+               where=sa.and_(_READY, CallRecord.priority < sa.literal_column("0")))
+_partial_index("ix_record_queue", CallRecord.queue_id, CallRecord.priority, CallRecord.queue_seq, CallRecord.id,
+               where=status_equals("queued"))
+_partial_index("ix_record_holder", CallRecord.held_by_worker_id, CallRecord.held_until,
+               where=status_equals("leased"))
 # Depletion rate of a worker's queue over a moving window (P3).
 Index("ix_attempt_worker", CallAttempt.worker_id, CallAttempt.received_at)
 

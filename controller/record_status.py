@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from esl_dialer.messages import RecordStatus as S
 
 from . import jsonio, pgraw
-from .models import CallRecord, utcnow
+from .models import CallRecord, status_equals, utcnow
 
 
 def _bind(executor):
@@ -41,7 +41,7 @@ def status_is(status: S) -> sa.ColumnElement[bool]:
     parameter would keep a prepared (generic) plan from proving that the
     query's rows are in the index.  Values come from the enum only.
     """
-    return CallRecord.__table__.c.status == sa.literal_column(f"'{S(status).value}'")
+    return status_equals(S(status).value)
 
 
 def status_in(statuses: Iterable[S]) -> sa.ColumnElement[bool]:
@@ -182,19 +182,14 @@ def queue_records(executor, queue_id: int, ids: list[int], first_seq: int, now: 
 
 @functools.lru_cache(maxsize=1)
 def _pg_queue_raw() -> pgraw.RawStatement:
-    return pgraw.RawStatement(_pg_queue_sql())
-
-
-@functools.lru_cache(maxsize=1)
-def _pg_queue_sql() -> sa.TextClause:
     from sqlalchemy.dialects import postgresql
 
-    return sa.text(
+    return pgraw.RawStatement(sa.text(
         "UPDATE call_record SET status = 'queued', queue_id = :q, queue_seq = :base + v.n, updated_at = :now "
         "FROM unnest(CAST(:ids AS integer[])) WITH ORDINALITY AS v(id, n) "
         "WHERE call_record.id = v.id AND call_record.status = 'ready'"
     ).bindparams(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Integer)), sa.bindparam("q", type_=sa.Integer),
-                 sa.bindparam("base", type_=sa.Integer), sa.bindparam("now", type_=sa.DateTime))
+                 sa.bindparam("base", type_=sa.Integer), sa.bindparam("now", type_=sa.DateTime)))
 
 
 def bulk_set_status_rows(session: Session, rows: Iterable[dict]) -> int:
@@ -246,13 +241,8 @@ def pg_json(value) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _pg_batch_raw(common: tuple, partial: tuple) -> pgraw.RawStatement:
-    return pgraw.RawStatement(_pg_batch_sql(common, partial))
-
-
-@functools.lru_cache(maxsize=64)
-def _pg_batch_sql(common: tuple, partial: tuple) -> sa.TextClause:
-    """The ``UPDATE ... FROM json_to_recordset(...)`` text for one set of
-    columns, built (types compiled, text parsed) once per set and process.
+    """The ``UPDATE ... FROM json_to_recordset(...)`` for one set of columns,
+    built (types compiled, text parsed) once per set and process.
     ``common`` columns are set on every row; a ``partial`` column only on the
     rows whose flag ``k_<column>`` is true (the others keep their value), so
     rows of different shapes share one statement."""
@@ -267,9 +257,10 @@ def _pg_batch_sql(common: tuple, partial: tuple) -> sa.TextClause:
     sets += [f"{c} = CASE WHEN v.k_{c} THEN v.{c} ELSE call_record.{c} END" for c in partial]
     shape = [f"{c} {pg_types[c]}" for c in ("id", "from_status", *common, *partial)]
     shape += [f"k_{c} BOOLEAN" for c in partial]
-    return sa.text(f"UPDATE call_record SET {', '.join(sets)} "
-                   f"FROM json_to_recordset(CAST(:rows AS json)) AS v({', '.join(shape)}) "
-                   "WHERE call_record.id = v.id AND call_record.status = v.from_status")
+    return pgraw.RawStatement(sa.text(
+        f"UPDATE call_record SET {', '.join(sets)} "
+        f"FROM json_to_recordset(CAST(:rows AS json)) AS v({', '.join(shape)}) "
+        "WHERE call_record.id = v.id AND call_record.status = v.from_status"))
 
 
 def _pg_batch_update(session: Session, changes: list[tuple[int, S, dict]]) -> None:

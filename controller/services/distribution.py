@@ -849,10 +849,21 @@ _background = _BackgroundRefills()
 set_refill_spawner = _background.set_spawner
 
 
+def _refill_floor(queue: "_QueueCtx", max_records: int) -> int:
+    """The least a refill tops a queue up to: its minimum, or the batch being leased."""
+    return max(queue.min_size, min(max_records, queue.max_size))
+
+
 def _refill_due(queue: "_QueueCtx", remaining: int, max_records: int) -> bool:
-    """Whether :func:`_refill_if_low` may move records for this fill (cheap pre-check)."""
-    floor = max(queue.min_size, min(max_records, queue.max_size))
-    return remaining < queue.max_size and (remaining < floor or remaining * 2 < queue.max_size)
+    """Whether :func:`_refill_if_low` may move records for this fill (no I/O)."""
+    return remaining < queue.max_size and (
+        remaining < _refill_floor(queue, max_records) or remaining * 2 < queue.max_size)
+
+
+def _queue_fill(conn: sa.Connection, queue_id: int) -> int:
+    """Records queued in a queue now."""
+    return conn.scalar(sa.select(sa.func.count()).select_from(_REC).where(
+        _REC.c.queue_id == queue_id, record_status.status_is(RecordStatus.QUEUED))) or 0
 
 
 def _top_up(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", skill: int, max_records: int,
@@ -860,8 +871,7 @@ def _top_up(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", skill: int
     """A background refill: measures the queue's fill now (leases may have
     drained it since it was scheduled), then refills as a lease would."""
     with db.read_connection() as conn:
-        remaining = conn.scalar(sa.select(sa.func.count()).select_from(_REC).where(
-            _REC.c.queue_id == queue.id, record_status.status_is(RecordStatus.QUEUED))) or 0
+        remaining = _queue_fill(conn, queue.id)
     return _refill_if_low(db, campaign, queue, skill, remaining, max_records, now)
 
 
@@ -870,9 +880,9 @@ def _refill_if_low(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", ski
     """Top the queue up if ``remaining`` is below its refill point (P3). Returns records moved."""
     if remaining >= queue.max_size:
         return 0
-    floor = max(queue.min_size, min(max_records, queue.max_size))
-    rate = _rates.get(db, queue, now) if remaining < floor or remaining * 2 < queue.max_size else 0.0
-    target = max(selection.refill_target(rate, queue.lead_minutes, queue.min_size, queue.max_size), floor)
+    rate = _rates.get(db, queue, now) if _refill_due(queue, remaining, max_records) else 0.0
+    target = max(selection.refill_target(rate, queue.lead_minutes, queue.min_size, queue.max_size),
+                 _refill_floor(queue, max_records))
     amount = selection.refill_amount(remaining, target, queue.batch_size)
     if not amount:
         return 0
@@ -897,12 +907,11 @@ def _take(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", worker: Work
                   "w": worker.id, "until": until, "now_ts": utcnow(), "rq": request_id}
         rows = _raw_take().rows(conn, params) if pg else conn.execute(_take_stmt(pg), params).all()
         taken_from_queue = sum(1 for r in rows if r.queue_seq is not None)
-        in_queue = sa.and_(_REC.c.queue_id == queue.id, record_status.status_is(RecordStatus.QUEUED))
         if pg:
-            fill = rows[0].fill if rows else conn.scalar(sa.select(sa.func.count()).select_from(_REC).where(in_queue))
+            fill = rows[0].fill if rows else _queue_fill(conn, queue.id)
             remaining = max(0, fill - taken_from_queue) if rows else fill
             return rows, remaining
-        remaining = conn.scalar(sa.select(sa.func.count()).select_from(_REC).where(in_queue))
+        remaining = _queue_fill(conn, queue.id)
         dnc = _dnc_numbers(conn, (r.number for r in rows))
         return [_Row(r, r.number in dnc) for r in rows], remaining
 
@@ -1006,17 +1015,14 @@ def _recycle_rules(session: Session, campaign_id: int) -> dict[str, RecycleSpec]
 
 @functools.lru_cache(maxsize=8)
 def _raw_insert(cols: tuple) -> pgraw.RawStatement:
-    return pgraw.RawStatement(_insert_sql(cols))
-
-
-@functools.lru_cache(maxsize=8)
-def _insert_sql(cols: tuple) -> sa.TextClause:
+    """The attempts INSERT for one set of columns, over one JSON parameter."""
     table = CallAttempt.__table__
     dialect = postgresql.dialect()
     shape = ", ".join(f"{c} {table.c[c].type.compile(dialect=dialect)}" for c in cols)
-    return sa.text(f"INSERT INTO call_attempt ({', '.join(cols)}) SELECT {', '.join(cols)} "
-                   f"FROM json_to_recordset(CAST(:rows AS json)) AS x({shape}) "
-                   "ON CONFLICT (client_id) DO NOTHING RETURNING client_id")
+    return pgraw.RawStatement(sa.text(
+        f"INSERT INTO call_attempt ({', '.join(cols)}) SELECT {', '.join(cols)} "
+        f"FROM json_to_recordset(CAST(:rows AS json)) AS x({shape}) "
+        "ON CONFLICT (client_id) DO NOTHING RETURNING client_id"))
 
 
 def _insert_ignore(session: Session, rows: list[dict]) -> set[str]:
