@@ -34,6 +34,8 @@ HOUSEKEEPING_INTERVAL_S = 15.0
 #: it, extra greenlets only queue for a connection.  GETs are not limited:
 #: event streams (SSE) stay open for minutes.
 MAX_CONCURRENT_WRITES = None
+#: largest body (bytes) sent in the same ``send`` as its response headers
+ONE_SEND_MAX = 256 * 1024
 
 
 class WriteLimiter:
@@ -58,6 +60,42 @@ class WriteLimiter:
             if close is not None:
                 close()
         return [body]
+
+
+def handler_class():
+    """gevent's ``WSGIHandler`` that writes a small response in one ``send``.
+
+    pywsgi sends the status line and headers, then the body, in two writes.
+    With ``TCP_NODELAY`` (:func:`listener`) that is two segments, and the
+    client wakes up twice per response: on a worker API reply of a few KB the
+    second send and wake-up cost as much CPU as parsing the request.  Headers
+    are held back and go out with the first body chunk when that chunk is at
+    most ``ONE_SEND_MAX`` bytes; larger or streamed bodies (SSE) are written
+    as pywsgi writes them.
+    """
+    from gevent.pywsgi import WSGIHandler
+
+    class _Handler(WSGIHandler):
+        _hold = False
+        _held: Optional[bytes] = None
+
+        def _write_with_headers(self, data):
+            self._hold = bool(data) and len(data) <= ONE_SEND_MAX
+            try:
+                super()._write_with_headers(data)
+            finally:
+                self._hold = False
+                self._held = None
+
+        def _sendall(self, data):
+            if self._hold:
+                if self._held is None:
+                    self._held = bytes(data)  # the headers: wait for the body
+                    return
+                data, self._held, self._hold = self._held + data, None, False
+            super()._sendall(data)
+
+    return _Handler
 
 
 def make_app(config: Optional[dict] = None) -> Flask:
@@ -118,7 +156,7 @@ def serve(app: Flask, host: str = "127.0.0.1", port: int = 5000, *, access_log: 
     from gevent.pywsgi import WSGIServer
 
     stop = stop or gevent.event.Event()
-    server = WSGIServer(listener(host, port), WriteLimiter(app), log=logging.getLogger("controller.access") if access_log else None,
+    server = WSGIServer(listener(host, port), WriteLimiter(app), handler_class=handler_class(), log=logging.getLogger("controller.access") if access_log else None,
                         error_log=logging.getLogger("controller.wsgi"))
     server.start()
     group = gevent.pool.Group()
