@@ -56,6 +56,7 @@ def pool_of(db, ids) -> dict[int, int]:
 
 def reset_caches():
     distribution._zones.clear()
+    distribution._window_memo.clear()
     distribution._last_sweep.clear()
     distribution._rates.clear()
     distribution._rules.clear()

@@ -215,7 +215,11 @@ def test_a_dropped_connection_under_a_raw_statement_is_reported_like_sqlalchemy_
     a dead connection there is raised as SQLAlchemy's DBAPIError, invalidates
     the pool, and the retried upload is stored once."""
     wi = _pg_worker_with_records(db, 10)
-    got = _lease_ids(db, wi, 3, NOON_NY)
+    first, *got = _lease_ids(db, wi, 3, NOON_NY)
+    # one upload first: the recycle rules are cached, so the next upload's
+    # first statement is the pipelined lock + INSERT on a dead connection
+    D.record_results(db, wi, D.parse_results([{"client_id": "k0", "record_id": first, "result": "answered"}]),
+                     now=NOON_NY)
     _terminate_backends(db)
     upload = D.parse_results([{"client_id": f"k{rid}", "record_id": rid, "result": "answered"} for rid in got])
     with pytest.raises(sa.exc.DBAPIError) as err:
@@ -224,3 +228,56 @@ def test_a_dropped_connection_under_a_raw_statement_is_reported_like_sqlalchemy_
     outcome = D.record_results(db, wi, upload, now=NOON_NY)       # the worker's retry
     assert sorted(outcome.accepted) == sorted(f"k{rid}" for rid in got) and outcome.duplicates == []
     assert set(statuses(db, got).values()) == {S.DONE}
+
+
+def test_a_failing_statement_in_a_pipeline_rolls_the_transaction_back(db):
+    """controller.pgraw.Pipeline: an error surfaces as SQLAlchemy's DBAPIError
+    where the result is read, what was sent before it is rolled back, and the
+    connection goes on serving."""
+    if db.dialect != "postgresql":
+        pytest.skip("psycopg's pipeline mode is a PostgreSQL matter")
+    from controller import pgraw
+
+    cid = make_campaign(db, window=("08:00", "21:00"))
+    insert = pgraw.RawStatement(sa.text("INSERT INTO pool (campaign_id, name, position, difficulty, created_at) VALUES (:c, 'P', 0, 0, now())"))
+    divide = pgraw.RawStatement(sa.text("SELECT 1 / :zero AS x"))
+    with pytest.raises(sa.exc.DBAPIError) as err:
+        with db.engine.begin() as conn, pgraw.Pipeline(conn) as pipe:
+            pipe.send(insert, {"c": cid})
+            pipe.rows(pipe.send(divide, {"zero": 0}))
+    assert "division by zero" in str(err.value)
+    with db.engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM pool")).scalar() == 0
+        with pgraw.Pipeline(conn) as pipe:
+            pipe.send(insert, {"c": cid})
+            one = pipe.send(divide, {"zero": 1})
+            assert [r.x for r in pipe.rows(one)] == [1]
+            pipe.commit()
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM pool")).scalar() == 1
+
+
+def test_d1_a_lease_waits_out_row_locks_held_for_a_moment_on_its_queue(db, monkeypatch):
+    """PostgreSQL keeps a row lock that a concurrent refill's scan took on a
+    record another queue had just claimed (its re-check then dropped the row)
+    until that refill commits.  A lease meeting only such locked records in
+    its queue waits briefly and takes them instead of handing out nothing."""
+    import threading
+
+    wi = _pg_worker_with_records(db, 20)
+    assert len(_lease_ids(db, wi, 5, NOON_NY)) == 5      # the queue now holds the other 15; the pool is empty
+    locker = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)
+    conn = locker.connect()
+    tx = conn.begin()
+    held = conn.execute(sa.text("SELECT id FROM call_record WHERE status = 'queued' FOR UPDATE")).scalars().all()
+    assert len(held) == 15
+    timer = threading.Timer(0.05, tx.rollback)
+    monkeypatch.setattr(D, "LOCKED_RETRY_S", (0.02, 0.1, 0.5))
+    timer.start()
+    try:
+        got = _lease_ids(db, wi, 5, NOON_NY)
+    finally:
+        timer.join()
+        conn.close()
+        locker.dispose()
+    assert len(got) == 5 and set(got) <= set(held)

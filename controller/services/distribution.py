@@ -41,7 +41,7 @@ from ..models import (
     Agent, CallAttempt, CallRecord, Campaign, DncEntry, Pool, Queue, QueueFeed, RecycleRule, utcnow,
 )
 from .queues import depletion_rate
-from .txn import bind as _bind, is_postgres, write_connection, write_session
+from .txn import bind as _bind, cache_token as _cache_token, is_postgres, write_connection, write_session
 from .workers import WorkerIdentity
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,9 @@ EXPIRY_INTERVAL_S = 15.0
 ZONES_CACHE_S = 60.0
 #: how long (s) a queue's measured depletion rate is reused per process
 RATE_CACHE_S = 5.0
+#: pauses (s) before taking again when a queue holds records whose row locks
+#: another transaction holds for a moment (see :func:`lease`)
+LOCKED_RETRY_S = (0.005, 0.02, 0.1)
 #: how long (s) a worker's campaign/queue settings are reused per process
 CONTEXT_CACHE_S = 5.0
 #: how long (s) a campaign's recycle rules are reused per process
@@ -517,21 +520,27 @@ _REC = CallRecord.__table__
 
 def _lease_context(session: Session, worker: WorkerIdentity):
     """Campaign, the worker's queue, the agent's skill and the queue's fill, in one round trip."""
-    skill = (sa.select(Agent.skill_level).where(Agent.id == worker.agent_id).scalar_subquery()
-             if worker.agent_id is not None else sa.literal(0))
-    stmt = (
+    return session.execute(_lease_context_stmt(),
+                           {"w": worker.id, "c": worker.campaign_id, "a": worker.agent_id}).first()
+
+
+@functools.lru_cache(maxsize=1)
+def _lease_context_stmt() -> sa.Select:
+    """:func:`_lease_context`'s statement, built once (a cache miss costs one execution, not a build)."""
+    skill = sa.select(Agent.skill_level).where(Agent.id == sa.bindparam("a", type_=sa.Integer)).scalar_subquery()
+    return (
         sa.select(
             Campaign.id, Campaign.status, Campaign.window_start, Campaign.window_end, Campaign.timezone_policy,
             Campaign.default_timezone, Queue.id.label("queue_id"), Queue.selection_mode, Queue.lead_minutes,
             Queue.min_size, Queue.max_size, Queue.batch_size, skill.label("skill"),
         )
         .select_from(Campaign)
-        .outerjoin(Queue, sa.and_(Queue.worker_id == worker.id, Queue.campaign_id == Campaign.id))
-        .where(Campaign.id == worker.campaign_id)
+        .outerjoin(Queue, sa.and_(Queue.worker_id == sa.bindparam("w", type_=sa.Integer),
+                                  Queue.campaign_id == Campaign.id))
+        .where(Campaign.id == sa.bindparam("c", type_=sa.Integer))
         .order_by(Queue.id)
         .limit(1)
     )
-    return session.execute(stmt).first()
 
 
 class _RateCache:
@@ -688,6 +697,16 @@ def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_secon
         rows += more
     else:
         remaining += moved
+    for pause in LOCKED_RETRY_S:
+        if rows or not remaining:
+            break
+        # Records are queued but none could be taken: another transaction
+        # holds their row locks for a moment.  (A concurrent refill whose scan
+        # met these rows as "ready" keeps the lock it took although its
+        # re-check then dropped them, until it commits.)  Wait for it rather
+        # than hand out an empty lease while the queue holds work.
+        time.sleep(pause)
+        rows, remaining = _take(db, campaign, queue, worker, skill, max_records, now, until, request_id)
     if len(_fill_hints) > 10_000:
         _fill_hints.clear()
     _fill_hints[fill_key] = remaining
@@ -721,16 +740,29 @@ def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_secon
 def window_params(executor, campaign: CampaignInfo, now: dt.datetime) -> Optional[dict]:
     """Bind values for :func:`_window_expr`: time-zone values now outside the
     window (``closed``) and whether records without a zone may be called.
-    ``None``: nobody may be called now."""
-    default_ok = _callable(None, campaign, now)
+    ``None``: nobody may be called now.  Memoised per minute: windows are set
+    in whole minutes and zone offsets are whole minutes."""
     if not campaign.by_number:
-        return {"closed": [], "null_ok": True} if default_ok else None
-    key = (id(_bind(executor)), str(_bind(executor).url), campaign.id)
-    zones = [z for z in _zones.get(executor, key, campaign.id) if z]
-    closed = [z for z in zones if not _callable(z, campaign, now)]
-    if zones and len(closed) == len(zones) and not default_ok:
-        return None
-    return {"closed": closed, "null_ok": default_ok}
+        return {"closed": [], "null_ok": True} if _callable(None, campaign, now) else None
+    token = _cache_token(executor)
+    zones = _zones.get(executor, (token, campaign.id), campaign.id)
+    key = (token, campaign, now.replace(second=0, microsecond=0), id(zones))
+    hit = _window_memo.get(key)
+    if hit is not None and hit[0] is zones:
+        return hit[1]
+    default_ok = _callable(None, campaign, now)
+    named = [z for z in zones if z]
+    closed = [z for z in named if not _callable(z, campaign, now)]
+    params = None if named and len(closed) == len(named) and not default_ok else {"closed": closed,
+                                                                                  "null_ok": default_ok}
+    if len(_window_memo) > 1000:
+        _window_memo.clear()
+    _window_memo[key] = (zones, params)
+    return params
+
+
+#: window_params answers per (engine, campaign settings, minute, zone list)
+_window_memo: dict[tuple, tuple[list, Optional[dict]]] = {}
 
 
 def _window_expr(pg: bool = False) -> sa.ColumnElement[bool]:
@@ -1015,35 +1047,45 @@ def _recycle_rules(session: Session, campaign_id: int) -> dict[str, RecycleSpec]
 
 @functools.lru_cache(maxsize=8)
 def _raw_insert(cols: tuple) -> pgraw.RawStatement:
-    """The attempts INSERT for one set of columns, over one JSON parameter."""
+    """The attempts INSERT for one set of columns, over one JSON parameter; the
+    dialled number comes from the record (a record that does not exist gets no
+    attempt: :func:`record_results` reports it)."""
     table = CallAttempt.__table__
     dialect = postgresql.dialect()
     shape = ", ".join(f"{c} {table.c[c].type.compile(dialect=dialect)}" for c in cols)
     return pgraw.RawStatement(sa.text(
-        f"INSERT INTO call_attempt ({', '.join(cols)}) SELECT {', '.join(cols)} "
-        f"FROM json_to_recordset(CAST(:rows AS json)) AS x({shape}) "
+        f"INSERT INTO call_attempt ({', '.join(cols)}, number) SELECT {', '.join('x.' + c for c in cols)}, r.number "
+        f"FROM json_to_recordset(CAST(:rows AS json)) AS x({shape}) JOIN call_record r ON r.id = x.record_id "
         "ON CONFLICT (client_id) DO NOTHING RETURNING client_id"))
 
 
-def _insert_ignore(session: Session, rows: list[dict]) -> set[str]:
-    """INSERT attempts, skipping client_ids already stored; returns those inserted.
+@functools.lru_cache(maxsize=1)
+def _raw_known_client_ids() -> pgraw.RawStatement:
+    return pgraw.RawStatement(sa.text("SELECT client_id FROM call_attempt WHERE client_id = ANY(:ids)")
+                              .bindparams(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String))))
 
-    One executemany (SQLAlchemy "insertmanyvalues": a few multi-row INSERTs
-    with RETURNING), compiled once and cached whatever the batch size.
-    """
+
+def _attempt_rows(worker: WorkerIdentity, fresh: Sequence[ResultIn], now: dt.datetime) -> list[dict]:
+    """call_attempt rows of new results (without ``number``: it is the record's)."""
+    return [
+        {
+            "client_id": r.client_id, "record_id": r.record_id, "campaign_id": worker.campaign_id,
+            "worker_id": worker.id, "agent_id": worker.agent_id, "call_uuid": r.call_uuid,
+            "started_at": r.started_at or now, "answered_at": r.answered_at, "connected_at": r.connected_at,
+            "ended_at": r.ended_at, "result": r.result.value, "hangup_cause": r.hangup_cause,
+            "disposition": r.disposition, "abandoned": r.abandoned or r.result == AttemptResult.ABANDONED,
+            "received_at": now,
+        }
+        for r in fresh
+    ]
+
+
+def _insert_ignore(conn: sa.Connection, rows: list[dict]) -> set[str]:
+    """SQLite: INSERT attempts, skipping client_ids already stored; returns those inserted."""
     if not rows:
         return set()
-    table = CallAttempt.__table__
-    dialect = _bind(session).dialect.name
-    if dialect == "postgresql":
-        # One fixed-text statement over one JSON parameter: prepared once, no
-        # per-row SQL, and the C json encoder instead of per-value adaptation.
-        cols = tuple(rows[0])
-        return {r.client_id for r in _raw_insert(cols).rows(session, {"rows": record_status.pg_json(rows)})}
-    ins = sqlite.insert(table)
-    stmt = ins.on_conflict_do_nothing(index_elements=["client_id"]).returning(table.c.client_id)
-    conn = session if isinstance(session, sa.Connection) else session.connection()
-    return set(conn.execute(stmt, rows).scalars())
+    stmt = sqlite.insert(CallAttempt.__table__).on_conflict_do_nothing(index_elements=["client_id"])
+    return set(conn.execute(stmt.returning(CallAttempt.__table__.c.client_id), rows).scalars())
 
 
 @functools.lru_cache(maxsize=4)
@@ -1072,66 +1114,90 @@ def record_results(db: Database, worker: WorkerIdentity, results: Sequence[Resul
 
     Three statements: lock the records, ``INSERT ... ON CONFLICT (client_id) DO
     NOTHING RETURNING`` (what comes back is what is new, even when two replays
-    race on two controllers), one executemany UPDATE of the records.
+    race on two controllers), one UPDATE of the records.  On PostgreSQL they
+    go in two round trips (``BEGIN`` + lock + INSERT, then UPDATE + ``COMMIT``).
     """
     now = now or utcnow()
     if not results:
         return ResultsOutcome([], [])
-    with write_connection(db) as session:
-        fresh: list[ResultIn] = []
-        seen: set[str] = set()
-        for r in results:
-            if r.client_id not in seen:
-                seen.add(r.client_id)
-                fresh.append(r)
-        record_ids = sorted({r.record_id for r in fresh})
-        pg = _bind(session).dialect.name == "postgresql"
-        locked = (_raw_records_for_results().rows(session, {"ids": record_ids}) if pg
-                  else session.execute(_records_for_results(pg), {"ids": record_ids}))
-        records = {row.id: row for row in locked}
-        missing = [r for r in fresh if r.record_id not in records]
-        if missing:
-            known = set(session.scalars(sa.select(CallAttempt.client_id).where(
-                CallAttempt.client_id.in_([r.client_id for r in missing]))))
-            for i, r in enumerate(results):
-                if r.record_id not in records and r.client_id not in known:
-                    raise NotFound(f"no record with id {r.record_id}", field=f"results[{i}].record_id")
-            fresh = [r for r in fresh if r.record_id in records]
-        inserted = _insert_ignore(session, [
-            {
-                "client_id": r.client_id, "record_id": r.record_id, "campaign_id": worker.campaign_id,
-                "worker_id": worker.id, "agent_id": worker.agent_id, "call_uuid": r.call_uuid,
-                "number": records[r.record_id].number, "started_at": r.started_at or now,
-                "answered_at": r.answered_at, "connected_at": r.connected_at, "ended_at": r.ended_at,
-                "result": r.result.value, "hangup_cause": r.hangup_cause, "disposition": r.disposition,
-                "abandoned": r.abandoned or r.result == AttemptResult.ABANDONED, "received_at": now,
-            }
-            for r in fresh
-        ])
-        for i, r in enumerate(results):
-            if r.client_id in inserted and records[r.record_id].campaign_id != worker.campaign_id:
-                # raising rolls the whole upload back, the INSERT included
-                raise Forbidden(f"record {r.record_id} is not in this worker's campaign",
-                                field=f"results[{i}].record_id")
-        # A late result (its lease ran out, D1/P10) for a record another worker
-        # now holds is kept as an attempt but leaves the new holder's lease alone.
-        new = [r for r in fresh if r.client_id in inserted and records[r.record_id].held_by_worker_id in (None, worker.id)]
-        if new:
-            campaign = _campaign(session, worker.campaign_id) if any(r.callback_at for r in new) else None
-            rules = _rules.get(session, worker.campaign_id)
-            state = {rid: dict(status=RecordStatus(row.status), attempts=row.attempts, priority=row.priority,
-                               is_callback=row.is_callback, timezone=row.timezone)
-                     for rid, row in records.items()}
-            changed: dict[int, dict] = {}
-            for r in sorted(new, key=lambda r: r.started_at or now):
-                changed[r.record_id] = _apply(state[r.record_id], r, rules, campaign, now)
-            record_status.bulk_set_status_rows(session, [
-                {"id": rid, "from_status": RecordStatus(records[rid].status), **values}
-                for rid, values in changed.items()
-            ])
+    fresh: list[ResultIn] = []
+    seen: set[str] = set()
+    for r in results:
+        if r.client_id not in seen:
+            seen.add(r.client_id)
+            fresh.append(r)
+    record_ids = sorted({r.record_id for r in fresh})
+    # read before the transaction: cached, and no statement of its own inside it
+    rules = _rules.get(db, worker.campaign_id)
+    campaign = _campaign_of(db, worker.campaign_id) if any(r.callback_at for r in fresh) else None
+    with write_connection(db) as conn:
+        if db.dialect == "postgresql":
+            with pgraw.Pipeline(conn) as pipe:
+                locked = pipe.send(_raw_records_for_results(), {"ids": record_ids})
+                insert = pipe.send(_raw_insert(tuple(_attempt_rows(worker, fresh[:1], now)[0])),
+                                   {"rows": record_status.pg_json(_attempt_rows(worker, fresh, now))})
+                records = {row.id: row for row in pipe.rows(locked)}
+                inserted = {row.client_id for row in pipe.rows(insert)}
+                _check_results(results, records, worker, inserted, lambda ids: {
+                    row.client_id for row in pipe.rows(pipe.send(_raw_known_client_ids(), {"ids": ids}))})
+                changes = _result_changes(fresh, records, inserted, worker, rules, campaign, now)
+                record_status.bulk_set_status_rows(conn, changes, pipeline=pipe)
+                pipe.commit()
+        else:
+            records = {row.id: row for row in conn.execute(_records_for_results(False), {"ids": record_ids})}
+            present = [r for r in fresh if r.record_id in records]
+            rows = _attempt_rows(worker, present, now)
+            for row in rows:
+                row["number"] = records[row["record_id"]].number
+            inserted = _insert_ignore(conn, rows)
+            _check_results(results, records, worker, inserted, lambda ids: set(conn.scalars(
+                sa.select(CallAttempt.client_id).where(CallAttempt.client_id.in_(ids)))))
+            record_status.bulk_set_status_rows(conn, _result_changes(fresh, records, inserted, worker, rules,
+                                                                     campaign, now))
     accepted = list(dict.fromkeys(r.client_id for r in results if r.client_id in inserted))
     duplicates = list(dict.fromkeys(r.client_id for r in results if r.client_id not in inserted))
     return ResultsOutcome(accepted, duplicates)
+
+
+def _check_results(results: Sequence[ResultIn], records: Mapping[int, Any], worker: WorkerIdentity,
+                   inserted: set[str], known_client_ids: Callable[[list[str]], set[str]]) -> None:
+    """Raise (rolling the upload back) for a record that does not exist, unless
+    its result is a replay already stored, or for one in another campaign."""
+    missing = [r for r in results if r.record_id not in records]
+    if missing:
+        known = known_client_ids([r.client_id for r in missing])
+        for i, r in enumerate(results):
+            if r.record_id not in records and r.client_id not in known:
+                raise NotFound(f"no record with id {r.record_id}", field=f"results[{i}].record_id")
+    for i, r in enumerate(results):
+        if r.client_id in inserted and records[r.record_id].campaign_id != worker.campaign_id:
+            raise Forbidden(f"record {r.record_id} is not in this worker's campaign",
+                            field=f"results[{i}].record_id")
+
+
+def _result_changes(fresh: Sequence[ResultIn], records: Mapping[int, Any], inserted: set[str],
+                    worker: WorkerIdentity, rules: Mapping[str, RecycleSpec], campaign: Optional[CampaignInfo],
+                    now: dt.datetime) -> list[dict]:
+    """The record updates for the new results, in call order (P6, P7, P9).
+
+    A late result (its lease ran out, D1/P10) for a record another worker now
+    holds is kept as an attempt but leaves the new holder's lease alone."""
+    new = [r for r in fresh if r.client_id in inserted and records[r.record_id].held_by_worker_id in (None, worker.id)]
+    if not new:
+        return []
+    state = {rid: dict(status=RecordStatus(row.status), attempts=row.attempts, priority=row.priority,
+                       is_callback=row.is_callback, timezone=row.timezone)
+             for rid, row in records.items()}
+    changed: dict[int, dict] = {}
+    for r in sorted(new, key=lambda r: r.started_at or now):
+        changed[r.record_id] = _apply(state[r.record_id], r, rules, campaign, now)
+    return [{"id": rid, "from_status": RecordStatus(records[rid].status), **values}
+            for rid, values in changed.items()]
+
+
+def _campaign_of(db: Database, campaign_id: int) -> CampaignInfo:
+    with db.read_connection() as conn:
+        return _campaign(conn, campaign_id)
 
 
 class _RulesCache:
@@ -1141,13 +1207,14 @@ class _RulesCache:
         self._lock = threading.Lock()
         self._data: dict[tuple, tuple[float, dict[str, RecycleSpec]]] = {}
 
-    def get(self, session: Session, campaign_id: int) -> dict[str, RecycleSpec]:
-        key = (str(_bind(session).url), campaign_id)
+    def get(self, db: Database, campaign_id: int) -> dict[str, RecycleSpec]:
+        key = (id(db), campaign_id)
         with self._lock:
             hit = self._data.get(key)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        rules = _recycle_rules(session, campaign_id)
+        with db.read_connection() as conn:
+            rules = _recycle_rules(conn, campaign_id)
         with self._lock:
             self._data[key] = (time.monotonic() + RULES_CACHE_S, rules)
         return rules

@@ -42,5 +42,16 @@ def bind(executor: Session | Connection) -> Engine:
     return executor.engine if isinstance(executor, Connection) else executor.get_bind()
 
 
+def cache_token(executor: Session | Connection) -> object:
+    """An object standing for the engine behind ``executor`` in per-process
+    caches: unlike ``id(engine)`` it is never reused by a later engine, and
+    unlike the URL it costs nothing to hash."""
+    engine = bind(executor)
+    token = engine.__dict__.get("_dialer_cache_token")
+    if token is None:
+        token = engine.__dict__.setdefault("_dialer_cache_token", object())
+    return token
+
+
 def is_postgres(executor: Session | Connection) -> bool:
     return bind(executor).dialect.name == "postgresql"
