@@ -146,6 +146,32 @@ def vacuum(url: str) -> None:
     eng.dispose()
 
 
+def calibrate(url: str) -> dict:
+    """Two yardsticks of this machine at this moment, so runs on different
+    days or machines can be compared: a CPU-bound Python loop, and the round
+    trip of ``SELECT 1`` to the bench database (wall time and the client's CPU
+    per round trip; on a virtual machine with costly wake-ups the latter is
+    most of what a database statement costs the controller)."""
+    import timeit
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    loop = min(timeit.repeat("sum(i * i for i in range(1_000_000))", number=1, repeat=5))
+    u = make_url(url)
+    n = 2000
+    with psycopg.connect(host=u.host or "", port=u.port or 5432, user=u.username, dbname=u.database,
+                         password=u.password or None, autocommit=True) as conn:
+        for _ in range(200):
+            conn.execute("SELECT 1").fetchall()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for _ in range(n):
+            conn.execute("SELECT 1").fetchall()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return {"python_loop_ms": round(loop * 1000, 1), "select1_round_trip_us": round(wall / n * 1e6),
+            "select1_client_cpu_us": round(cpu / n * 1e6), "load_avg_1min": round(os.getloadavg()[0], 2)}
+
+
 # --- processes --------------------------------------------------------------------
 
 
@@ -445,6 +471,8 @@ def main() -> int:
         tokens = populate(url, n_records, args.workers)
         setup_s = time.monotonic() - t0
         print(f"set-up: {n_records} records, {args.workers} workers in {setup_s:.1f} s", flush=True)
+        yardstick = calibrate(url)
+        print(f"machine now: {yardstick}", flush=True)
         one, ids1 = run_phase("one controller, flat out", url, tokens, 1, args)
         two, ids2 = run_phase("two controllers, flat out", url, tokens, 2, args)
         paced, paced_ids = [], []
@@ -464,7 +492,8 @@ def main() -> int:
     at_target = [p for p in paced if p["offered_records_per_s"] == TARGET_RPS]
     result = {
         "benchmark": "lease",
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                    "yardstick": yardstick},
         "setup": {"records": n_records, "workers": args.workers, "batch": args.batch, "warmup_s": args.warmup,
                   "load_generators": args.loadgens, "server": "dialer controller (gevent WSGIServer), 1 process each",
                   "database": "PostgreSQL 15 on the same machine (autovacuum off there: VACUUM ANALYZE before "
