@@ -281,3 +281,27 @@ def test_d1_a_lease_waits_out_row_locks_held_for_a_moment_on_its_queue(db, monke
         conn.close()
         locker.dispose()
     assert len(got) == 5 and set(got) <= set(held)
+
+
+def test_p6_a_replayed_client_id_naming_an_unknown_record_is_a_duplicate_not_an_error(db):
+    """The look-up of already stored client ids runs inside the results
+    pipeline on PostgreSQL: a replay is reported as a duplicate, a new result
+    for a record that does not exist is refused, and nothing else changes."""
+    cid = make_campaign(db, window=("08:00", "21:00"))
+    a = Q.create_pool(db, cid, "A").id
+    wi = ident(db, add_worker(db, cid, "w1", "1001"))
+    add_numbers(db, a, 3)
+    rid = _lease_ids(db, wi, 1, NOON_NY)[0]
+    first = D.record_results(db, wi, D.parse_results([{"client_id": "k1", "record_id": rid, "result": "busy"}]),
+                             now=NOON_NY)
+    assert first.accepted == ["k1"]
+    replay = D.record_results(db, wi, D.parse_results([{"client_id": "k1", "record_id": 99999, "result": "busy"}]),
+                              now=NOON_NY)
+    assert (replay.accepted, replay.duplicates) == ([], ["k1"])
+    from controller.errors import NotFound
+
+    with pytest.raises(NotFound):
+        D.record_results(db, wi, D.parse_results([{"client_id": "k2", "record_id": 99999, "result": "busy"}]),
+                         now=NOON_NY)
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM call_attempt")).scalar() == 1
