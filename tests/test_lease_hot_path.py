@@ -305,3 +305,32 @@ def test_p6_a_replayed_client_id_naming_an_unknown_record_is_a_duplicate_not_an_
                          now=NOON_NY)
     with db.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM call_attempt")).scalar() == 1
+
+
+def test_x1_a_lease_outside_the_calling_window_answers_at_once(db, monkeypatch):
+    """Records that are queued but outside the calling window (one zone still
+    closed, or the whole campaign after hours) are not locked records: the
+    lease answers at once instead of waiting for locks to clear."""
+    import time
+
+    cid = make_campaign(db, window=("08:00", "21:00"))
+    a = Q.create_pool(db, cid, "A").id
+    wi = ident(db, add_worker(db, cid, "w1", "1001"))
+    ny = add_numbers(db, a, 10)
+    la = add_numbers(db, a, 10, start=100, prefix="+1310555", tz="America/Los_Angeles")
+    assert len(_lease_ids(db, wi, 2, NOON_NY)) == 2            # the queue now holds the other 18
+    monkeypatch.setattr(D, "LOCKED_RETRY_S", (5.0,))
+
+    def timed_lease(now):
+        reset_caches()
+        started = time.monotonic()
+        ids = _lease_ids(db, wi, 10, now)
+        assert time.monotonic() - started < 2.0
+        return ids
+
+    evening = NOON_NY + dt.timedelta(hours=10)                  # 22:00 in New York, 19:00 in Los Angeles
+    assert sorted(timed_lease(evening)) == sorted(la)           # only the open zone's records
+    assert timed_lease(evening) == []                           # the queue holds New York records only
+    assert timed_lease(NOON_NY + dt.timedelta(hours=13)) == []  # every zone closed
+    next_noon = timed_lease(NOON_NY + dt.timedelta(days=1))     # New York's records again (and the two
+    assert set(next_noon) <= set(ny) and len(next_noon) >= 8    # leased yesterday, if their lease ran out)

@@ -697,16 +697,17 @@ def lease(db: Database, worker: WorkerIdentity, max_records: int, *, lease_secon
         rows += more
     else:
         remaining += moved
-    for pause in LOCKED_RETRY_S:
-        if rows or not remaining:
-            break
-        # Records are queued but none could be taken: another transaction
-        # holds their row locks for a moment.  (A concurrent refill whose scan
-        # met these rows as "ready" keeps the lock it took although its
-        # re-check then dropped them, until it commits.)  Wait for it rather
-        # than hand out an empty lease while the queue holds work.
-        time.sleep(pause)
-        rows, remaining = _take(db, campaign, queue, worker, skill, max_records, now, until, request_id)
+    if not rows and remaining and _held_by_others(db, campaign, queue, now):
+        # The queue holds records callable now but none could be taken:
+        # another transaction holds their row locks for a moment.  (A
+        # concurrent refill whose scan met these rows as "ready" keeps the
+        # lock it took although its re-check then dropped them, until it
+        # commits.)  Wait for it rather than hand out an empty lease.
+        for pause in LOCKED_RETRY_S:
+            time.sleep(pause)
+            rows, remaining = _take(db, campaign, queue, worker, skill, max_records, now, until, request_id)
+            if rows or not remaining:
+                break
     if len(_fill_hints) > 10_000:
         _fill_hints.clear()
     _fill_hints[fill_key] = remaining
@@ -890,6 +891,25 @@ def _refill_due(queue: "_QueueCtx", remaining: int, max_records: int) -> bool:
     """Whether :func:`_refill_if_low` may move records for this fill (no I/O)."""
     return remaining < queue.max_size and (
         remaining < _refill_floor(queue, max_records) or remaining * 2 < queue.max_size)
+
+
+def _held_by_others(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", now: dt.datetime) -> bool:
+    """PostgreSQL, after a take that got nothing: whether the queue holds
+    records callable now (then other transactions' row locks hid them; records
+    outside the calling window are no reason to wait).  SQLite has one writer
+    and no SKIP LOCKED: never."""
+    if db.dialect != "postgresql":
+        return False
+    with db.read_connection() as conn:
+        window = window_params(conn, campaign, now)
+        return window is not None and bool(conn.execute(_callable_queued_stmt(), {**window, "q": queue.id}).scalar())
+
+
+@functools.lru_cache(maxsize=1)
+def _callable_queued_stmt() -> sa.Select:
+    return sa.select(sa.exists().where(
+        _REC.c.queue_id == sa.bindparam("q", type_=sa.Integer), record_status.status_is(RecordStatus.QUEUED),
+        _window_expr(True)))
 
 
 def _queue_fill(conn: sa.Connection, queue_id: int) -> int:
