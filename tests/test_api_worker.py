@@ -204,3 +204,22 @@ def test_events_stream_pings_and_resumes_after_last_event_id(env):
     assert f"id: {second}\nevent: campaign\ndata: {{\"status\":\"active\"}}" in text
     assert "paused" not in text
     assert client.get("/api/v1/worker/events").status_code == 401
+
+
+def test_the_worker_api_opens_no_cookie_session(env):
+    """Bearer tokens only: the API does not read the dashboard's session cookie
+    (no cookie parse, no signer per request) and never sets one; the
+    dashboard keeps its session."""
+    from flask import request
+    from flask.sessions import NullSession, SecureCookieSession
+
+    client, _db, _cid, w1, _w2 = env
+    app = client.application
+    for path, kind in (("/api/v1/worker/lease", NullSession), ("/login", SecureCookieSession)):
+        with app.test_request_context(path, headers={"Cookie": "session=x"}):
+            assert type(app.session_interface.open_session(app, request)) is kind
+    client.set_cookie("session", "not-a-valid-signed-cookie")
+    r = client.post("/api/v1/worker/lease", json={"max": 1}, headers=auth(w1))
+    assert r.status_code == 200 and "Set-Cookie" not in r.headers
+    page = client.get("/login")
+    assert page.status_code == 200 and "session=" in page.headers.get("Set-Cookie", "")
