@@ -47,6 +47,10 @@ def get_db() -> Database:
     return current_app.extensions["dialer_db"]
 
 
+#: path prefix of the worker API (bearer tokens, no cookie session)
+API_PREFIX = "/api/"
+
+
 class _ApiWithoutSessions(SecureCookieSessionInterface):
     """The dashboard's signed-cookie session, not opened for the worker API.
 
@@ -59,6 +63,3 @@ class _ApiWithoutSessions(SecureCookieSessionInterface):
         if request.path.startswith(API_PREFIX):
             return self.make_null_session(app)
         return super().open_session(app, request)
-
-
-API_PREFIX = "/api/"
