@@ -1153,9 +1153,9 @@ def record_results(db: Database, worker: WorkerIdentity, results: Sequence[Resul
     with write_connection(db) as conn:
         if db.dialect == "postgresql":
             with pgraw.Pipeline(conn) as pipe:
+                attempts = _attempt_rows(worker, fresh, now)
                 locked = pipe.send(_raw_records_for_results(), {"ids": record_ids})
-                insert = pipe.send(_raw_insert(tuple(_attempt_rows(worker, fresh[:1], now)[0])),
-                                   {"rows": record_status.pg_json(_attempt_rows(worker, fresh, now))})
+                insert = pipe.send(_raw_insert(tuple(attempts[0])), {"rows": record_status.pg_json(attempts)})
                 records = {row.id: row for row in pipe.rows(locked)}
                 inserted = {row.client_id for row in pipe.rows(insert)}
                 _check_results(results, records, worker, inserted, lambda ids: {
