@@ -49,6 +49,10 @@ def make_engine(url: str, **kwargs) -> sa.Engine:
         # pysqlite's own transaction handling defers BEGIN; emit it ourselves so
         # a write transaction takes the lock up front (BEGIN IMMEDIATE on demand).
         return engine
+    from . import pgwait
+
+    if pgwait.wanted():
+        pgwait.install()  # cheaper socket waits than psycopg's pick under gevent
     if "poolclass" not in kwargs:
         # A fixed set of connections: overflow connections are closed when
         # returned to a full pool, and reopening them (a PostgreSQL backend

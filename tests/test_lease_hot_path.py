@@ -142,7 +142,7 @@ def test_p3_refill_runs_off_the_lease_path_once_per_queue(db):
         assert len(_lease_ids(db, wi, 20, NOON_NY)) == 20
         assert (queued(), len(pending)) == (0, 1)           # not scheduled twice while pending
         fn, args = pending.pop()
-        fn(*args)                                            # the top-up measures the fill now: 0 -> 60
+        fn(*args)                                            # the top-up works from the latest lease's fill: 0 -> 60
         assert queued() == 60
         assert len(_lease_ids(db, wi, 20, NOON_NY)) == 20
         assert D._background.submit(("x", 1), lambda: 0)     # the spawner is still in use

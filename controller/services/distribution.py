@@ -920,10 +920,14 @@ def _queue_fill(conn: sa.Connection, queue_id: int) -> int:
 
 def _top_up(db: Database, campaign: CampaignInfo, queue: "_QueueCtx", skill: int, max_records: int,
             now: dt.datetime) -> int:
-    """A background refill: measures the queue's fill now (leases may have
-    drained it since it was scheduled), then refills as a lease would."""
-    with db.read_connection() as conn:
-        remaining = _queue_fill(conn, queue.id)
+    """A background refill, as a lease would do it, for the fill the latest
+    lease on this queue in this process saw (leases may have drained it since
+    this top-up was scheduled; each lease statement returns the fill, so no
+    count of its own is needed)."""
+    remaining = _fill_hints.get((id(db), queue.id))
+    if remaining is None:
+        with db.read_connection() as conn:
+            remaining = _queue_fill(conn, queue.id)
     return _refill_if_low(db, campaign, queue, skill, remaining, max_records, now)
 
 

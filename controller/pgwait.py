@@ -1,0 +1,77 @@
+"""psycopg's socket waits as plain gevent I/O watchers.
+
+psycopg runs every statement as a generator that yields "wait until the
+socket is readable/writable" and is resumed with what became ready.  Its
+choice of wait function is made at import time: in a monkey-patched process
+it falls back to ``wait_poll``, which builds a ``select.poll()`` object, a
+timer for its 0.1 s wake-up interval and a set of watchers for every single
+wait -- gevent's emulation of ``poll`` is general, not cheap.  A statement
+waits one to three times; under the lease benchmark that emulation was
+about a tenth of the controller's CPU.
+
+:func:`wait_gevent` does the same job with one libev/libuv I/O watcher per
+wait and reports the events that fired, which is what psycopg's own C
+``wait_c`` does outside gevent.  :func:`install` puts it in place of
+``psycopg.waiting.wait`` (looked up there at call time by every
+``Connection.wait``); ``controller.db`` calls it when the ``select`` module is
+monkey-patched, i.e. under ``dialer controller`` and gunicorn's gevent worker.
+"""
+from __future__ import annotations
+
+from typing import Any, Generator, Optional
+
+#: psycopg's Wait.R / Wait.W / Wait.RW and Ready.R / Ready.W are the same bits
+#: as libev's (and gevent's libuv loop's) READ = 1 / WRITE = 2
+_RW = 3
+
+
+def wait_gevent(gen: Generator[Any, Any, Any], fileno: int, interval: Optional[float] = 0.0,
+                timeout: Optional[float] = None) -> Any:
+    """Drive a psycopg generator to completion, waiting on the gevent hub.
+
+    ``interval`` (psycopg's periodic wake-up so that Ctrl-C is noticed in a
+    blocking wait) has no use here: a waiting greenlet blocks nobody.
+    ``timeout`` raises psycopg's own wait-timeout error, as its functions do.
+    """
+    import gevent
+    from gevent.hub import Waiter, get_hub
+    from psycopg import errors
+
+    hub = get_hub()
+    io = hub.loop.io
+    try:
+        state = next(gen)
+        while True:
+            watcher = io(fileno, state & _RW)
+            waiter = Waiter(hub)
+            watcher.start(waiter.switch, pass_events=True)
+            try:
+                if timeout is None:
+                    events = waiter.get()
+                else:
+                    with gevent.Timeout(timeout, errors._WaitTimeout("wait timeout expired")):
+                        events = waiter.get()
+            finally:
+                watcher.stop()
+                watcher.close()
+            state = gen.send(events & _RW)
+    except StopIteration as done:
+        return done.value
+
+
+def install() -> bool:
+    """Make psycopg wait through :func:`wait_gevent`; True if it was not yet so."""
+    from psycopg import waiting
+
+    if waiting.wait is wait_gevent:
+        return False
+    waiting.wait = wait_gevent
+    return True
+
+
+def wanted() -> bool:
+    """Whether this process is gevent monkey-patched (then psycopg's own choice is ``wait_poll``)."""
+    import sys
+
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("select")
