@@ -212,9 +212,13 @@ class CallAttempt(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64), unique=True)
     record_id: Mapped[int] = mapped_column(ForeignKey("call_record.id", ondelete="CASCADE"))
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
-    worker_id: Mapped[Optional[int]] = mapped_column(ForeignKey("worker.id", ondelete="SET NULL"))
-    agent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("agent.id", ondelete="SET NULL"))
+    # No foreign keys on these three (migration 0006): each cost a row lookup
+    # and share lock per inserted attempt.  campaign_id is the record's
+    # campaign (deleted with it through record_id); revoking a worker clears
+    # worker_id (services.workers.revoke_worker); agents are never deleted.
+    campaign_id: Mapped[int]
+    worker_id: Mapped[Optional[int]]
+    agent_id: Mapped[Optional[int]]
     call_uuid: Mapped[Optional[str]] = mapped_column(String(64))
     number: Mapped[str] = mapped_column(String(20))
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)

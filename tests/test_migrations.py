@@ -39,3 +39,50 @@ def test_sqlite_is_set_up_for_concurrent_readers(tmp_path):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10000
+
+
+def test_migration_0006_goes_down_and_up_again(db_url):
+    """Dropping call_attempt's campaign/worker/agent foreign keys is reversible on both backends."""
+    import sqlalchemy as sa
+
+    from controller.db import alembic_config, upgrade
+    from alembic import command
+
+    def attempt_fks() -> set[str]:
+        engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+        try:
+            return {tuple(fk["constrained_columns"])[0] for fk in sa.inspect(engine).get_foreign_keys("call_attempt")}
+        finally:
+            engine.dispose()
+
+    assert attempt_fks() == {"record_id"}
+    command.downgrade(alembic_config(db_url), "0005")
+    assert attempt_fks() == {"record_id", "campaign_id", "worker_id", "agent_id"}
+    upgrade(db_url)
+    assert attempt_fks() == {"record_id"}
+
+
+def test_revoking_a_worker_clears_it_from_its_attempts_and_deleting_a_campaign_deletes_them(db):
+    """What the dropped foreign keys' ON DELETE did is still done (migration 0006)."""
+    import sqlalchemy as sa
+
+    from controller.models import CallAttempt, Campaign
+    from controller.services import distribution as D, queues, workers
+
+    from distribution_helpers import NOON_NY, add_numbers, add_worker, ident, make_campaign, reset_caches
+
+    reset_caches()
+    cid = make_campaign(db)
+    pool = queues.create_pool(db, cid, "A").id
+    add_numbers(db, pool, 3)
+    w = add_worker(db, cid, "w1", "1001")
+    wi = ident(db, w)
+    ids = [r["id"] for r in D.lease(db, wi, 3, now=NOON_NY).records]
+    D.record_results(db, wi, D.parse_results(
+        [{"client_id": f"c{i}", "record_id": rid, "result": "busy"} for i, rid in enumerate(ids)]), now=NOON_NY)
+    workers.revoke_worker(db, w.id)
+    with db.session() as s:
+        assert s.scalars(sa.select(CallAttempt.worker_id)).all() == [None, None, None]
+        s.delete(s.get(Campaign, cid))
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(CallAttempt)) == 0

@@ -28,7 +28,7 @@ from esl_dialer.messages import AgentState
 from .. import record_status
 from ..db import Database
 from ..errors import Conflict, InvalidInput, NotFound, Unauthorized
-from ..models import Agent, Campaign, CallRecord, Queue, Worker, utcnow
+from ..models import Agent, CallAttempt, Campaign, CallRecord, Queue, Worker, utcnow
 from . import events
 from .txn import write_session
 
@@ -206,6 +206,8 @@ def revoke_worker(db: Database, worker_id: int) -> None:
         worker = session.get(Worker, worker_id)
         if worker is None:
             raise NotFound(f"no worker with id {worker_id}", field="worker")
+        # attempts keep no foreign key to the worker (migration 0006)
+        session.execute(sa.update(CallAttempt).where(CallAttempt.worker_id == worker_id).values(worker_id=None))
         session.delete(worker)
     _auth_cache.clear()
 
