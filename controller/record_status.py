@@ -60,6 +60,17 @@ class IllegalTransition(ValueError):
     """A caller tried a status change the table does not allow."""
 
 
+_BY_VALUE = {**{s.value: s for s in S}, **{s: s for s in S}}
+
+
+def _as_status(value) -> S:
+    """A status member from a member or its value (a dict look-up: ``S(x)`` costs an enum call)."""
+    try:
+        return _BY_VALUE[value]
+    except KeyError:
+        return S(value)  # raises ValueError naming the bad value
+
+
 def check(old: S, new: S) -> None:
     if new not in ALLOWED[old]:
         raise IllegalTransition(f"call record cannot go from {old.value} to {new.value}")
@@ -203,9 +214,9 @@ def bulk_set_status_rows(session: Session, rows: Iterable[dict], *, pipeline: Op
     now = utcnow()
     changes: list[tuple[int, S, dict]] = []
     for row in rows:
-        old, new = S(row["from_status"]), S(row["status"])
-        params = {k: v for k, v in row.items() if k != "id" and k != "from_status"}
-        if old != new:
+        params = dict(row)
+        rid, old, new = params.pop("id"), _as_status(params.pop("from_status")), _as_status(row["status"])
+        if old is not new:
             check(old, new)
             if new in UNHELD:
                 params.setdefault("held_by_worker_id", None)
@@ -213,7 +224,7 @@ def bulk_set_status_rows(session: Session, rows: Iterable[dict], *, pipeline: Op
                 params.setdefault("queue_id", None)
         params["updated_at"] = now
         params["status"] = new
-        changes.append((row["id"], old, params))
+        changes.append((rid, old, params))
     if not changes:
         return 0
     if _bind(session).dialect.name == "postgresql":
@@ -275,12 +286,13 @@ def _pg_batch_update(session: Session, changes: list[tuple[int, S, dict]],
     keys = [set(params) for _rid, _old, params in changes]
     common = set.intersection(*keys)
     partial = tuple(sorted(set.union(*keys) - common))
+    flags = [(c, f"k_{c}") for c in partial]
     rows = []
     for rid, old, params in changes:
-        row = {"id": rid, "from_status": old.value, **params}
-        row["status"] = params["status"].value
-        for c in partial:
-            row[f"k_{c}"] = c in params
+        row = {"id": rid, "from_status": old._value_, **params}
+        row["status"] = params["status"]._value_
+        for c, flag in flags:
+            row[flag] = c in params
         rows.append(row)
     stmt = _pg_batch_raw(tuple(sorted(common)), partial)
     if pipeline is not None:
