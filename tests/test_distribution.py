@@ -60,10 +60,10 @@ def test_p3_refill_tracks_depletion_rate_and_respects_maximum(setup):
     add_numbers(db, a, 600)
     wi = ident(db, w)
     Q.update_queue(db, w.queue_id, lead_minutes=2, min_size=10, max_size=400)
-    # 100 results within the 5-minute window -> 20 records/minute -> hold ~40.
+    # 100 results over the 5-minute window -> 20 records/minute -> hold ~40.
     for i in range(5):
-        ids = _lease_ids(db, wi, 20, now=NOON_NY - dt.timedelta(minutes=4 - i))
-        _report(db, wi, ids, now=NOON_NY - dt.timedelta(minutes=4 - i))
+        ids = _lease_ids(db, wi, 20, now=NOON_NY - dt.timedelta(minutes=5 - i))
+        _report(db, wi, ids, now=NOON_NY - dt.timedelta(minutes=5 - i))
     q = Q.get_queue(db, w.queue_id, now=NOON_NY)  # the test's clock, not the machine's
     assert q.rate_per_minute == pytest.approx(20.0)
     reset_caches()  # the rate is re-measured every few seconds; here, now
@@ -75,6 +75,24 @@ def test_p3_refill_tracks_depletion_rate_and_respects_maximum(setup):
     reset_caches()
     D.lease(db, wi, 1, now=NOON_NY)
     assert Q.get_queue(db, w.queue_id).queued == 399
+
+
+def test_p3_a_worker_that_just_started_is_measured_over_its_own_time_not_the_whole_window(setup):
+    """40 results in the last 2 minutes: 20/minute, not 40 / 5 = 8; 20 results
+    in its first seconds count as one minute's work (no 0-second division)."""
+    db, cid, a, b, w = setup
+    add_numbers(db, a, 200)
+    wi = ident(db, w)
+    for minutes_ago in (2, 1):
+        _report(db, wi, _lease_ids(db, wi, 20, now=NOON_NY - dt.timedelta(minutes=minutes_ago)),
+                now=NOON_NY - dt.timedelta(minutes=minutes_ago))
+    assert Q.get_queue(db, w.queue_id, now=NOON_NY).rate_per_minute == pytest.approx(20.0)
+    w2 = add_worker(db, cid, "w2", "1002")
+    wi2 = ident(db, w2)
+    _report(db, wi2, _lease_ids(db, wi2, 20, now=NOON_NY - dt.timedelta(seconds=5)),
+            now=NOON_NY - dt.timedelta(seconds=5))
+    assert Q.get_queue(db, w2.queue_id, now=NOON_NY).rate_per_minute == pytest.approx(20.0)
+    assert Q.get_queue(db, w2.queue_id, now=NOON_NY + dt.timedelta(minutes=10)).rate_per_minute == 0
 
 
 def test_p4_priority_drains_pool_a_then_b(setup):

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 #: moving window over which a queue's depletion rate is measured (P3)
 RATE_WINDOW_MINUTES = 5.0
+#: shortest span a depletion rate is measured over (a worker's first minute)
+RATE_MIN_SPAN_MINUTES = 1.0
 
 _UNSET: Any = object()
 
@@ -569,19 +571,26 @@ def depletion_rate(session: Session, queue: Queue, now: dt.datetime,
     """Records per minute the queue's worker used over the moving window (P3).
 
     Measured from stored attempts, so every controller process sees the same
-    rate (no per-process counters).
+    rate (no per-process counters).  A worker that started dialing less than
+    a window ago is measured over the time since its first attempt in the
+    window (at least RATE_MIN_SPAN_MINUTES): dividing by the whole window
+    would put a fresh worker's rate at a fraction of its real pace, and its
+    queue would be refilled in small batches, one per lease, for minutes.
     """
     if queue.worker_id is None:
         return 0.0
     since = now - dt.timedelta(minutes=window_minutes)
-    n = session.scalar(
-        sa.select(sa.func.count()).select_from(CallAttempt).where(
+    n, first = session.execute(
+        sa.select(sa.func.count(), sa.func.min(CallAttempt.received_at)).select_from(CallAttempt).where(
             CallAttempt.worker_id == queue.worker_id,
             CallAttempt.campaign_id == queue.campaign_id,
             CallAttempt.received_at >= since,
         )
-    )
-    return (n or 0) / window_minutes
+    ).one()
+    if not n:
+        return 0.0
+    span = min(window_minutes, max(RATE_MIN_SPAN_MINUTES, (now - first).total_seconds() / 60))
+    return n / span
 
 
 def _queue_view(session: Session, queue: Queue, now: dt.datetime) -> QueueView:
