@@ -187,10 +187,12 @@ class CallRecord(Base):
     is_callback: Mapped[bool] = mapped_column(default=False)  # P9
     last_result: Mapped[Optional[str]] = mapped_column(String(24))
     disposition: Mapped[Optional[str]] = mapped_column(String(64))
-    queue_id: Mapped[Optional[int]] = mapped_column(ForeignKey("queue.id", ondelete="SET NULL"))
-    held_by_worker_id: Mapped[Optional[int]] = mapped_column(
-        ForeignKey("worker.id", ondelete="SET NULL")
-    )
+    # No foreign keys on these two (migration 0006): refills and leases set
+    # them on thousands of rows a second, each check a lookup and a lock.
+    # Deleting a queue or revoking a worker clears them (services.queues,
+    # services.workers).
+    queue_id: Mapped[Optional[int]]
+    held_by_worker_id: Mapped[Optional[int]]
     held_until: Mapped[Optional[dt.datetime]]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -48,25 +48,67 @@ def test_migration_0006_goes_down_and_up_again(db_url):
     from controller.db import alembic_config, upgrade
     from alembic import command
 
-    def attempt_fks() -> set[str]:
+    def fks(table) -> set[str]:
         engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
         try:
-            return {tuple(fk["constrained_columns"])[0] for fk in sa.inspect(engine).get_foreign_keys("call_attempt")}
+            return {tuple(fk["constrained_columns"])[0] for fk in sa.inspect(engine).get_foreign_keys(table)}
         finally:
             engine.dispose()
 
-    assert attempt_fks() == {"record_id"}
+    def partial_indexes() -> set[str]:
+        engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                if engine.dialect.name == "sqlite":
+                    return set(conn.exec_driver_sql(
+                        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'call_record' "
+                        "AND sql LIKE '%%WHERE%%'").scalars())
+                return set(conn.exec_driver_sql(
+                    "SELECT indexname FROM pg_indexes WHERE tablename = 'call_record' "
+                    "AND indexdef LIKE '%%WHERE%%'").scalars())
+        finally:
+            engine.dispose()
+
+    partial = {"ix_record_fresh", "ix_record_due", "ix_record_urgent", "ix_record_queue", "ix_record_holder"}
+    assert (fks("call_attempt"), fks("call_record")) == ({"record_id"}, {"campaign_id", "pool_id"})
+    assert partial_indexes() == partial
     command.downgrade(alembic_config(db_url), "0005")
-    assert attempt_fks() == {"record_id", "campaign_id", "worker_id", "agent_id"}
+    assert fks("call_attempt") == {"record_id", "campaign_id", "worker_id", "agent_id"}
+    assert fks("call_record") == {"campaign_id", "pool_id", "queue_id", "held_by_worker_id"}
+    assert partial_indexes() == partial
     upgrade(db_url)
-    assert attempt_fks() == {"record_id"}
+    assert (fks("call_attempt"), fks("call_record")) == ({"record_id"}, {"campaign_id", "pool_id"})
+    assert partial_indexes() == partial
+
+
+def test_deleting_a_queue_clears_it_from_its_records(db):
+    """Migration 0006: records keep no foreign key to their queue; deleting it clears queue_id."""
+    import sqlalchemy as sa
+
+    from controller.models import CallRecord
+    from controller.services import distribution as D, queues
+
+    from distribution_helpers import NOON_NY, add_numbers, add_worker, ident, make_campaign, reset_caches
+
+    reset_caches()
+    cid = make_campaign(db)
+    pool = queues.create_pool(db, cid, "A").id
+    add_numbers(db, pool, 60)
+    w = add_worker(db, cid, "w1", "1001")
+    assert len(D.lease(db, ident(db, w), 5, now=NOON_NY).records) == 5
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).where(CallRecord.queue_id == w.queue_id)) > 5
+    queues.delete_queue(db, w.queue_id)
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).where(CallRecord.queue_id == w.queue_id)) == 0
+        assert s.scalar(sa.select(sa.func.count()).where(CallRecord.status == "leased")) == 5
 
 
 def test_revoking_a_worker_clears_it_from_its_attempts_and_deleting_a_campaign_deletes_them(db):
     """What the dropped foreign keys' ON DELETE did is still done (migration 0006)."""
     import sqlalchemy as sa
 
-    from controller.models import CallAttempt, Campaign
+    from controller.models import CallAttempt, CallRecord, Campaign
     from controller.services import distribution as D, queues, workers
 
     from distribution_helpers import NOON_NY, add_numbers, add_worker, ident, make_campaign, reset_caches
@@ -74,15 +116,19 @@ def test_revoking_a_worker_clears_it_from_its_attempts_and_deleting_a_campaign_d
     reset_caches()
     cid = make_campaign(db)
     pool = queues.create_pool(db, cid, "A").id
-    add_numbers(db, pool, 3)
+    add_numbers(db, pool, 5)
     w = add_worker(db, cid, "w1", "1001")
     wi = ident(db, w)
     ids = [r["id"] for r in D.lease(db, wi, 3, now=NOON_NY).records]
     D.record_results(db, wi, D.parse_results(
         [{"client_id": f"c{i}", "record_id": rid, "result": "busy"} for i, rid in enumerate(ids)]), now=NOON_NY)
+    held = D.lease(db, wi, 2, now=NOON_NY).records
+    assert len(held) == 2
     workers.revoke_worker(db, w.id)
     with db.session() as s:
         assert s.scalars(sa.select(CallAttempt.worker_id)).all() == [None, None, None]
+        assert s.scalars(sa.select(CallRecord.held_by_worker_id).where(CallRecord.status == "leased")).all() == [
+            None, None]
         s.delete(s.get(Campaign, cid))
     with db.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(CallAttempt)) == 0

@@ -459,6 +459,8 @@ def delete_queue(db: Database, queue_id: int) -> None:
     with write_session(db) as session:
         queue = _queue(session, queue_id, lock=True)
         flush_queue_session(session, queue.id)
+        # records keep no foreign key to their queue (migration 0006)
+        session.execute(sa.update(CallRecord).where(CallRecord.queue_id == queue.id).values(queue_id=None))
         session.delete(queue)
 
 

@@ -206,8 +206,11 @@ def revoke_worker(db: Database, worker_id: int) -> None:
         worker = session.get(Worker, worker_id)
         if worker is None:
             raise NotFound(f"no worker with id {worker_id}", field="worker")
-        # attempts keep no foreign key to the worker (migration 0006)
+        # attempts and records keep no foreign key to the worker (migration 0006):
+        # what ON DELETE SET NULL did
         session.execute(sa.update(CallAttempt).where(CallAttempt.worker_id == worker_id).values(worker_id=None))
+        session.execute(sa.update(CallRecord).where(CallRecord.held_by_worker_id == worker_id)
+                        .values(held_by_worker_id=None))
         session.delete(worker)
     _auth_cache.clear()
 
