@@ -63,7 +63,9 @@ class WriteLimiter:
 
 
 def handler_class():
-    """gevent's ``WSGIHandler`` that writes a small response in one ``send``.
+    """gevent's ``WSGIHandler`` that writes a small response in one ``send``
+    and reads plain request headers without the e-mail parser
+    (:mod:`controller.httpheaders`).
 
     pywsgi sends the status line and headers, then the body, in two writes.
     With ``TCP_NODELAY`` (:func:`listener`) that is two segments, and the
@@ -75,9 +77,14 @@ def handler_class():
     """
     from gevent.pywsgi import WSGIHandler
 
+    from . import httpheaders
+
     class _Handler(WSGIHandler):
         _hold = False
         _held: Optional[bytes] = None
+
+        def MessageClass(self, *args):
+            return httpheaders.parse(*args)  # plain headers without the e-mail parser
 
         def _write_with_headers(self, data):
             self._hold = bool(data) and len(data) <= ONE_SEND_MAX
