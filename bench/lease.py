@@ -453,8 +453,10 @@ def run_phase(name: str, url: str, tokens: list[str], n_controllers: int, args,
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=15.0, help="measured seconds per phase")
-    ap.add_argument("--warmup", type=float, default=5.0,
-                    help="seconds before measuring (the first leases fill 200 empty queues)")
+    ap.add_argument("--warmup", type=float, default=15.0,
+                    help="seconds before measuring: the first leases fill 200 empty queues, and each queue "
+                         "grows to its target (lead minutes x measured rate, at most 500 records: about "
+                         "100,000 records moved) over the first seconds; measuring starts after that")
     ap.add_argument("--workers", type=int, default=200)
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--paced", type=float, nargs="*", default=[5000.0, 2500.0],
