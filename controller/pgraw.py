@@ -115,6 +115,13 @@ def _reraised(conn: sa.Connection, raw: Any, sql: str, values: dict):
         raise _wrapped(conn, raw, sql, values, err) from err
 
 
+def int_array(values) -> str:
+    """A list of integers as a PostgreSQL array literal (``'{1,2,3}'``) for an
+    ``integer[]`` parameter: psycopg dumps a Python list element by element in
+    Python, about 0.7 µs per element; this is one C-level join."""
+    return "{" + ",".join(map(str, map(int, values))) + "}"
+
+
 def _plain(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 

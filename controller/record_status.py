@@ -183,7 +183,8 @@ def queue_records(executor, queue_id: int, ids: list[int], first_seq: int, now: 
     check(S.READY, S.QUEUED)
     t = CallRecord.__table__
     if _bind(executor).dialect.name == "postgresql":
-        _pg_queue_raw().rows(executor, {"ids": ids, "q": queue_id, "base": first_seq - 1, "now": now})
+        _pg_queue_raw().rows(executor, {"ids": pgraw.int_array(ids), "q": queue_id, "base": first_seq - 1,
+                                        "now": now})
         return len(ids)
     stmt = (sa.update(t).where(t.c.id == sa.bindparam("b_id"), status_is(S.READY))
             .values(status=S.QUEUED.value, queue_id=queue_id, queue_seq=sa.bindparam("b_seq"), updated_at=now))
@@ -199,7 +200,7 @@ def _pg_queue_raw() -> pgraw.RawStatement:
         "UPDATE call_record SET status = 'queued', queue_id = :q, queue_seq = :base + v.n, updated_at = :now "
         "FROM unnest(CAST(:ids AS integer[])) WITH ORDINALITY AS v(id, n) "
         "WHERE call_record.id = v.id AND call_record.status = 'ready'"
-    ).bindparams(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Integer)), sa.bindparam("q", type_=sa.Integer),
+    ).bindparams(sa.bindparam("ids", type_=sa.Text), sa.bindparam("q", type_=sa.Integer),
                  sa.bindparam("base", type_=sa.Integer), sa.bindparam("now", type_=sa.DateTime)))
 
 

@@ -403,9 +403,19 @@ def _take_level(session: Session, pool_id: int, n: int, level: int, window: dict
     it against the fresh records.
     """
     params = {**window, "p": pool_id, "level": level, "now": now, "n": n}
+    if is_postgres(session):
+        # straight on psycopg: a refill takes hundreds of ids, and SQLAlchemy
+        # fetches result rows one call chain per row
+        params["ex"] = pgraw.int_array(exclude)
+        return [row.id for row in _raw_take_level().rows(session, params)]
     if exclude:
         params["ex"] = list(exclude)
-    return list(session.scalars(_take_level_stmt(is_postgres(session), bool(exclude)), params))
+    return list(session.scalars(_take_level_stmt(False, bool(exclude)), params))
+
+
+@functools.lru_cache(maxsize=1)
+def _raw_take_level() -> pgraw.RawStatement:
+    return pgraw.RawStatement(_take_level_stmt(True, True))
 
 
 @functools.lru_cache(maxsize=8)
@@ -413,7 +423,10 @@ def _take_level_stmt(pg: bool, with_exclude: bool) -> sa.Select:
     """:func:`_take_level`'s statement, built once (bind parameters only)."""
     base = [_REC.c.pool_id == sa.bindparam("p", type_=sa.Integer), record_status.status_is(RecordStatus.READY),
             _REC.c.difficulty == sa.bindparam("level", type_=sa.Integer), _window_expr(pg)]
-    if with_exclude:
+    if with_exclude and pg:
+        # an array literal ('{1,2}', pgraw.int_array): fixed SQL text for any count, '{}' for none
+        base.append(_REC.c.id != sa.all_(sa.cast(sa.bindparam("ex", type_=sa.Text), postgresql.ARRAY(sa.Integer))))
+    elif with_exclude:
         base.append(_REC.c.id.not_in(sa.bindparam("ex", expanding=True)))
     n = sa.bindparam("n", type_=sa.Integer)
     due = (sa.select(_REC.c.id, _REC.c.priority, sa.literal(0).label("kind"), _REC.c.next_attempt_at.label("t"))
@@ -1116,7 +1129,7 @@ def _insert_ignore(conn: sa.Connection, rows: list[dict]) -> set[str]:
 @functools.lru_cache(maxsize=4)
 def _records_for_results(pg: bool) -> sa.Select:
     """The records a results upload names, locked (built once per dialect)."""
-    ids = (sa.bindparam("ids", type_=postgresql.ARRAY(sa.Integer)) if pg
+    ids = (sa.cast(sa.bindparam("ids", type_=sa.Text), postgresql.ARRAY(sa.Integer)) if pg  # pgraw.int_array
            else sa.bindparam("ids", expanding=True))
     stmt = sa.select(
         _REC.c.id, _REC.c.status, _REC.c.held_by_worker_id, _REC.c.campaign_id, _REC.c.attempts,
@@ -1159,7 +1172,7 @@ def record_results(db: Database, worker: WorkerIdentity, results: Sequence[Resul
         if db.dialect == "postgresql":
             with pgraw.Pipeline(conn) as pipe:
                 attempts = _attempt_rows(worker, fresh, now)
-                locked = pipe.send(_raw_records_for_results(), {"ids": record_ids})
+                locked = pipe.send(_raw_records_for_results(), {"ids": pgraw.int_array(record_ids)})
                 insert = pipe.send(_raw_insert(tuple(attempts[0])), {"rows": record_status.pg_json(attempts)})
                 records = {row.id: row for row in pipe.rows(locked)}
                 inserted = {row.client_id for row in pipe.rows(insert)}
