@@ -25,38 +25,57 @@ from typing import Any, Generator, Optional
 _RW = 3
 
 
-def wait_gevent(gen: Generator[Any, Any, Any], fileno: int, interval: Optional[float] = 0.0,
+def wait_gevent(gen: Generator[Any, Any, Any], fileno: int, interval: Optional[float] = 0.1,
                 timeout: Optional[float] = None) -> Any:
     """Drive a psycopg generator to completion, waiting on the gevent hub.
 
-    ``interval`` (psycopg's periodic wake-up so that Ctrl-C is noticed in a
-    blocking wait) has no use here: a waiting greenlet blocks nobody.
-    ``timeout`` raises psycopg's own wait-timeout error, as its functions do.
+    As psycopg's own wait functions do, it wakes up every ``interval``
+    seconds when nothing happens, to notice a socket closed under it (a
+    watcher on a closed descriptor never fires) and the ``timeout``, which
+    raises psycopg's own wait-timeout error.
     """
-    import gevent
+    import time
+
     from gevent.hub import Waiter, get_hub
     from psycopg import errors
 
     hub = get_hub()
-    io = hub.loop.io
+    loop = hub.loop
+    tick = interval if interval and interval > 0 else 1.0
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
         state = next(gen)
         while True:
-            watcher = io(fileno, state & _RW)
+            wait_for = tick if deadline is None else max(0.0, min(tick, deadline - time.monotonic()))
             waiter = Waiter(hub)
+            watcher = loop.io(fileno, state & _RW)
+            timer = loop.timer(wait_for)
             watcher.start(waiter.switch, pass_events=True)
+            timer.start(waiter.switch, 0)
             try:
-                if timeout is None:
-                    events = waiter.get()
-                else:
-                    with gevent.Timeout(timeout, errors._WaitTimeout("wait timeout expired")):
-                        events = waiter.get()
+                ready = waiter.get() & _RW
             finally:
                 watcher.stop()
                 watcher.close()
-            state = gen.send(events & _RW)
+                timer.stop()
+                timer.close()
+            if not ready:
+                _check_open(fileno, errors)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise errors._WaitTimeout("wait timeout expired")
+            state = gen.send(ready)
     except StopIteration as done:
         return done.value
+
+
+def _check_open(fileno: int, errors) -> None:
+    """Raise psycopg's OperationalError if the connection's socket was closed."""
+    import os
+
+    try:
+        os.fstat(fileno)
+    except OSError as err:
+        raise errors.OperationalError("connection socket closed") from err
 
 
 def install() -> bool:

@@ -77,6 +77,28 @@ def test_a_wait_timeout_raises_psycopgs_wait_timeout(pg_conninfo):
         conn.close()  # the sleep is still running there: no COMMIT on the way out
 
 
+def test_a_socket_closed_under_a_waiting_statement_raises_instead_of_hanging():
+    """A watcher on a closed descriptor never fires: the periodic wake-up notices it."""
+    import socket
+
+    ours, theirs = socket.socketpair()
+    fd = ours.fileno()
+
+    def waits_for_a_reply():  # what a psycopg generator does: "wake me when readable"
+        while True:
+            ready = yield waiting.Wait.R
+            assert not ready, "nothing is ever sent"
+
+    gevent.spawn_later(0.1, ours.close)
+    started = gevent.get_hub().loop.now()
+    try:
+        with pytest.raises(psycopg.errors.OperationalError, match="closed"):
+            pgwait.wait_gevent(waits_for_a_reply(), fd, interval=0.1)
+    finally:
+        theirs.close()
+    assert gevent.get_hub().loop.now() - started < 2
+
+
 def test_installed_only_where_gevent_patched_select():
     # this test process is not monkey-patched: psycopg keeps its own choice
     assert not pgwait.wanted()
