@@ -81,6 +81,19 @@ def test_migration_0006_goes_down_and_up_again(db_url):
     assert partial_indexes() == partial
 
 
+def _worker_with_records(db, n: int):
+    """A campaign with ``n`` records in one pool and a worker (identity, new-worker row)."""
+    from controller.services import queues
+
+    from distribution_helpers import add_numbers, add_worker, ident, make_campaign, reset_caches
+
+    reset_caches()
+    cid = make_campaign(db)
+    add_numbers(db, queues.create_pool(db, cid, "A").id, n)
+    w = add_worker(db, cid, "w1", "1001")
+    return cid, w, ident(db, w)
+
+
 def test_deleting_a_queue_clears_it_from_its_records(db):
     """Migration 0006: records keep no foreign key to their queue; deleting it clears queue_id."""
     import sqlalchemy as sa
@@ -88,14 +101,10 @@ def test_deleting_a_queue_clears_it_from_its_records(db):
     from controller.models import CallRecord
     from controller.services import distribution as D, queues
 
-    from distribution_helpers import NOON_NY, add_numbers, add_worker, ident, make_campaign, reset_caches
+    from distribution_helpers import NOON_NY
 
-    reset_caches()
-    cid = make_campaign(db)
-    pool = queues.create_pool(db, cid, "A").id
-    add_numbers(db, pool, 60)
-    w = add_worker(db, cid, "w1", "1001")
-    assert len(D.lease(db, ident(db, w), 5, now=NOON_NY).records) == 5
+    _cid, w, wi = _worker_with_records(db, 60)
+    assert len(D.lease(db, wi, 5, now=NOON_NY).records) == 5
     with db.session() as s:
         assert s.scalar(sa.select(sa.func.count()).where(CallRecord.queue_id == w.queue_id)) > 5
     queues.delete_queue(db, w.queue_id)
@@ -109,16 +118,11 @@ def test_revoking_a_worker_clears_it_from_its_attempts_and_deleting_a_campaign_d
     import sqlalchemy as sa
 
     from controller.models import CallAttempt, CallRecord, Campaign
-    from controller.services import distribution as D, queues, workers
+    from controller.services import distribution as D, workers
 
-    from distribution_helpers import NOON_NY, add_numbers, add_worker, ident, make_campaign, reset_caches
+    from distribution_helpers import NOON_NY
 
-    reset_caches()
-    cid = make_campaign(db)
-    pool = queues.create_pool(db, cid, "A").id
-    add_numbers(db, pool, 5)
-    w = add_worker(db, cid, "w1", "1001")
-    wi = ident(db, w)
+    cid, w, wi = _worker_with_records(db, 5)
     ids = [r["id"] for r in D.lease(db, wi, 3, now=NOON_NY).records]
     D.record_results(db, wi, D.parse_results(
         [{"client_id": f"c{i}", "record_id": rid, "result": "busy"} for i, rid in enumerate(ids)]), now=NOON_NY)
