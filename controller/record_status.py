@@ -63,7 +63,7 @@ class IllegalTransition(ValueError):
 _BY_VALUE = {**{s.value: s for s in S}, **{s: s for s in S}}
 
 
-def _as_status(value) -> S:
+def as_status(value) -> S:
     """A status member from a member or its value (a dict look-up: ``S(x)`` costs an enum call)."""
     try:
         return _BY_VALUE[value]
@@ -216,7 +216,7 @@ def bulk_set_status_rows(session: Session, rows: Iterable[dict], *, pipeline: Op
     changes: list[tuple[int, S, dict]] = []
     for row in rows:
         params = dict(row)
-        rid, old, new = params.pop("id"), _as_status(params.pop("from_status")), _as_status(row["status"])
+        rid, old, new = params.pop("id"), as_status(params.pop("from_status")), as_status(row["status"])
         if old is not new:
             check(old, new)
             if new in UNHELD:

@@ -1227,16 +1227,14 @@ def _result_changes(fresh: Sequence[ResultIn], records: Mapping[int, Any], inser
     for r in new:
         if r.record_id not in state:
             row = records[r.record_id]
-            state[r.record_id] = dict(status=_STATUS_BY_VALUE[row.status], attempts=row.attempts,
+            state[r.record_id] = dict(status=record_status.as_status(row.status), attempts=row.attempts,
                                       priority=row.priority, is_callback=row.is_callback, timezone=row.timezone)
     changed: dict[int, dict] = {}
     for r in sorted(new, key=lambda r: r.started_at or now):
         changed[r.record_id] = _apply(state[r.record_id], r, rules, campaign, now)
-    return [{"id": rid, "from_status": _STATUS_BY_VALUE[records[rid].status], **values}
+    return [{"id": rid, "from_status": record_status.as_status(records[rid].status), **values}
             for rid, values in changed.items()]
 
-
-_STATUS_BY_VALUE = {**{s.value: s for s in RecordStatus}, **{s: s for s in RecordStatus}}
 
 
 def _campaign_of(db: Database, campaign_id: int) -> CampaignInfo:
@@ -1277,7 +1275,6 @@ _FINAL = frozenset({RecordStatus.DONE, RecordStatus.EXHAUSTED, RecordStatus.DNC}
 def _apply(state: dict, r: ResultIn, rules: Mapping[str, RecycleSpec], campaign: CampaignInfo,
            now: dt.datetime) -> dict:
     """Next status and fields of a record after one result (pure; mutates ``state``)."""
-    final = _FINAL
     result = r.result._value_  # (the ``value`` property costs a descriptor call per use)
     fields: dict[str, Any] = {"last_result": result}
     if r.disposition is not None:
@@ -1293,7 +1290,7 @@ def _apply(state: dict, r: ResultIn, rules: Mapping[str, RecycleSpec], campaign:
             state["priority"] = 0
             fields["priority"] = 0
     current = state["status"]
-    if current in final:
+    if current in _FINAL:
         new = current  # a late result never re-opens a closed record
     elif result == AttemptResult.DNC.value:
         new = RecordStatus.DNC
