@@ -454,9 +454,9 @@ def refill(session: Session, queue: "_QueueCtx", campaign: CampaignInfo, skill: 
     if amount <= 0:
         return 0
     # Lock the queue (two controllers never refill one queue at once: P11) and
-    # read its last sequence number, in one round trip.  FOR NO KEY UPDATE: a
-    # lease that files an urgent record under this queue checks the foreign
-    # key with FOR KEY SHARE, which this lock does not block.
+    # read its last sequence number, in one round trip.  FOR NO KEY UPDATE,
+    # the weakest lock that serialises refills: it does not block the
+    # foreign-key checks of the queue's feeds (queue_feed.queue_id).
     top = session.execute(_refill_head_stmt(is_postgres(session)), {"q": queue.id}).scalar()
     next_seq = (top or 0) + 1
     mode, feeds, pool_ids = _feed_pools(session, queue)
