@@ -57,7 +57,7 @@ def make_engine(url: str, **kwargs) -> sa.Engine:
         # A fixed set of connections: overflow connections are closed when
         # returned to a full pool, and reopening them (a PostgreSQL backend
         # fork per connection) cost more than the queries under load.
-        kwargs.setdefault("pool_size", pool_size())
+        kwargs.setdefault("pool_size", pool_size() + BACKGROUND_CONNECTIONS)
         kwargs.setdefault("max_overflow", 4)
         # Most recently used first: under light load a few connections stay
         # warm (their prepared statements and caches) instead of all rotating.
@@ -67,6 +67,12 @@ def make_engine(url: str, **kwargs) -> sa.Engine:
     event.listen(engine.pool, "checkin", _stamp_checkin)
     event.listen(engine.pool, "checkout", _ping_if_idle)
     return engine
+
+
+#: pooled connections kept beyond ``pool_size()`` for background queue top-ups
+#: (at most this many run at once: services.distribution), so they do not
+#: open and close overflow connections -- a PostgreSQL backend fork each
+BACKGROUND_CONNECTIONS = 4
 
 
 def pool_size() -> int:

@@ -114,8 +114,17 @@ def make_app(config: Optional[dict] = None) -> Flask:
     from gevent import monkey
 
     if monkey.is_module_patched("socket"):
-        distribution.set_refill_spawner(gevent.pool.Group().spawn)
+        distribution.set_refill_spawner(gevent.pool.Group().spawn, _refill_slots())
     return app
+
+
+def _refill_slots():
+    """How many background top-ups use the database at once: the connections kept for them."""
+    from gevent.lock import BoundedSemaphore
+
+    from .db import BACKGROUND_CONNECTIONS
+
+    return BoundedSemaphore(BACKGROUND_CONNECTIONS)
 
 
 def housekeeping(app: Flask, stop: gevent.event.Event, interval: float = HOUSEKEEPING_INTERVAL_S) -> None:
@@ -168,7 +177,7 @@ def serve(app: Flask, host: str = "127.0.0.1", port: int = 5000, *, access_log: 
     server.start()
     group = gevent.pool.Group()
     refills = gevent.pool.Group()  # background queue top-ups (services.distribution)
-    distribution.set_refill_spawner(refills.spawn)
+    distribution.set_refill_spawner(refills.spawn, _refill_slots())
     keeper = group.spawn(housekeeping, app, stop)
     keeper.link_exception(lambda g: logger.error("housekeeping died: %s", g.exception))
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -342,3 +342,33 @@ def test_x1_a_lease_outside_the_calling_window_answers_at_once(db, monkeypatch):
     assert timed_lease(NOON_NY + dt.timedelta(hours=13)) == []  # every zone closed
     next_noon = timed_lease(NOON_NY + dt.timedelta(days=1))     # New York's records again (and the two
     assert set(next_noon) <= set(ny) and len(next_noon) >= 8    # leased yesterday, if their lease ran out)
+
+
+def test_p3_background_top_ups_use_at_most_their_share_of_connections():
+    """Top-ups beyond the slots kept for them wait their turn (they would
+    otherwise open overflow connections, a server process fork each)."""
+    import gevent
+    import gevent.event
+    import gevent.pool
+    from gevent.lock import BoundedSemaphore
+
+    bg = D._BackgroundRefills()
+    group = gevent.pool.Group()
+    bg.set_spawner(group.spawn, BoundedSemaphore(2))
+    running, peak, release = [0], [0], gevent.event.Event()
+
+    def top_up():
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        release.wait()
+        running[0] -= 1
+        return 0
+
+    for q in range(5):
+        assert bg.submit(("db", q), top_up)
+    gevent.sleep(0.05)
+    assert (running[0], len(bg._busy)) == (2, 5)   # two run, three wait (and are not scheduled twice)
+    assert bg.submit(("db", 4), top_up)             # already pending: nothing new
+    release.set()
+    group.join(timeout=5)
+    assert (peak[0], running[0], bg._busy) == (2, 0, set())

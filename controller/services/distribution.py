@@ -869,10 +869,14 @@ class _BackgroundRefills:
     def __init__(self) -> None:
         self._spawn: Optional[Callable[..., Any]] = None
         self._busy: set[tuple] = set()
+        self._slots: Any = None
 
-    def set_spawner(self, spawn: Optional[Callable[..., Any]]) -> None:
-        """``spawn(fn, *args)`` starts ``fn`` concurrently (e.g. a gevent Group's spawn); None: inline."""
+    def set_spawner(self, spawn: Optional[Callable[..., Any]], slots: Any = None) -> None:
+        """``spawn(fn, *args)`` starts ``fn`` concurrently (e.g. a gevent Group's spawn); None: inline.
+        ``slots``: a semaphore bounding how many top-ups touch the database at
+        once (each holds a connection: ``controller.db.BACKGROUND_CONNECTIONS``)."""
         self._spawn = spawn
+        self._slots = slots
         self._busy.clear()
 
     def submit(self, key: tuple, fn: Callable[..., int], *args: Any) -> bool:
@@ -886,8 +890,13 @@ class _BackgroundRefills:
         return True
 
     def _run(self, key: tuple, fn: Callable[..., int], args: tuple) -> None:
+        slots = self._slots
         try:
-            fn(*args)
+            if slots is None:
+                fn(*args)
+            else:
+                with slots:
+                    fn(*args)
         except Exception:  # a failed top-up must not kill the server; the next lease retries
             logger.exception("background refill of queue %s failed", key[1])
         finally:
