@@ -76,7 +76,8 @@ BACKGROUND_CONNECTIONS = 4
 
 
 def pool_size() -> int:
-    """Connections per controller process (``DIALER_DB_POOL_SIZE``, default 16).
+    """Connections per controller process for requests (``DIALER_DB_POOL_SIZE``,
+    default 16); the pool keeps ``BACKGROUND_CONNECTIONS`` more for top-ups.
 
     The API's concurrent writes are limited to the same number
     (``controller.serve``), so requests wait for the process, not for a
