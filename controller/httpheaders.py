@@ -51,9 +51,6 @@ class RequestHeaders:
         key = name.lower()
         self._items = [item for item in self._items if item[0] != key]
 
-    def items(self) -> list[tuple[str, str]]:
-        return [(name, value) for _lower, name, value in self._items]
-
     @property
     def headers(self) -> Iterator[str]:
         for _lower, name, value in self._items:
@@ -84,9 +81,7 @@ def parse(fp, *_args):
         if line in _END:
             break
     items = []
-    for raw in lines:
-        if raw in _END:
-            break
+    for raw in lines[:-1]:  # the last line is the blank one (or end of input)
         text = raw.decode("iso-8859-1")
         name, colon, value = text.partition(":")
         if not colon or not _NAME.match(name):

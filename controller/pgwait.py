@@ -15,10 +15,16 @@ wait and reports the events that fired, which is what psycopg's own C
 ``psycopg.waiting.wait`` (looked up there at call time by every
 ``Connection.wait``); ``controller.db`` calls it when the ``select`` module is
 monkey-patched, i.e. under ``dialer controller`` and gunicorn's gevent worker.
+psycopg itself is imported here only on the error paths: this module must not
+be what first imports it before monkey-patching.
 """
 from __future__ import annotations
 
+import os
+import time
 from typing import Any, Generator, Optional
+
+from gevent.hub import Waiter, get_hub
 
 #: psycopg's Wait.R / Wait.W / Wait.RW and Ready.R / Ready.W are the same bits
 #: as libev's (and gevent's libuv loop's) READ = 1 / WRITE = 2
@@ -34,11 +40,6 @@ def wait_gevent(gen: Generator[Any, Any, Any], fileno: int, interval: Optional[f
     watcher on a closed descriptor never fires) and the ``timeout``, which
     raises psycopg's own wait-timeout error.
     """
-    import time
-
-    from gevent.hub import Waiter, get_hub
-    from psycopg import errors
-
     hub = get_hub()
     loop = hub.loop
     tick = interval if interval and interval > 0 else 1.0
@@ -60,21 +61,23 @@ def wait_gevent(gen: Generator[Any, Any, Any], fileno: int, interval: Optional[f
                 timer.stop()
                 timer.close()
             if not ready:
-                _check_open(fileno, errors)
+                _check_open(fileno)
                 if deadline is not None and time.monotonic() >= deadline:
+                    from psycopg import errors
+
                     raise errors._WaitTimeout("wait timeout expired")
             state = gen.send(ready)
     except StopIteration as done:
         return done.value
 
 
-def _check_open(fileno: int, errors) -> None:
+def _check_open(fileno: int) -> None:
     """Raise psycopg's OperationalError if the connection's socket was closed."""
-    import os
-
     try:
         os.fstat(fileno)
     except OSError as err:
+        from psycopg import errors
+
         raise errors.OperationalError("connection socket closed") from err
 
 
