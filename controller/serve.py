@@ -115,6 +115,7 @@ def make_app(config: Optional[dict] = None) -> Flask:
 
     if monkey.is_module_patched("socket"):
         distribution.set_refill_spawner(gevent.pool.Group().spawn, _refill_slots())
+    tune_gc()
     return app
 
 
@@ -127,15 +128,44 @@ def _refill_slots():
     return BoundedSemaphore(BACKGROUND_CONNECTIONS)
 
 
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector off what lives as long as the process.
+
+    The controller's modules, app, SQL constructs and caches are some 100,000
+    objects that every full collection walks: measured under the lease bench,
+    a full collection took about 70 ms (every request in flight waits: it is
+    one process) and the collector used about 7 % of the controller's CPU.
+    ``gc.freeze()`` moves what exists now out of the collector's sight (called
+    again once warmed up, when the lazily built statements exist), and a
+    larger first-generation threshold lets a request's short-lived objects die
+    by reference counting before a collection looks at them.  Cycles are
+    still collected: only what was alive at a freeze is never re-examined.
+    """
+    import gc
+
+    gc.collect()
+    gc.set_threshold(GC_THRESHOLD_0, 10, 10)
+    gc.freeze()
+
+
+#: first-generation threshold of the collector (Python's default is 700)
+GC_THRESHOLD_0 = 10_000
+
+
 def housekeeping(app: Flask, stop: gevent.event.Event, interval: float = HOUSEKEEPING_INTERVAL_S) -> None:
-    """Expire leases and trim the event outbox until ``stop`` is set; survives DB errors."""
+    """Expire leases and trim the event outbox until ``stop`` is set; survives DB errors.
+    After the first round (the server warmed up), freezes the collector's view again (:func:`tune_gc`)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from .services import distribution, events
 
     db = app.extensions["dialer_db"]
     rounds = 0
+    warmed_up = False
     while not stop.wait(timeout=interval):
+        if not warmed_up:
+            tune_gc()
+            warmed_up = True
         try:
             distribution.sweep_if_due(db)
             rounds += 1
@@ -174,6 +204,7 @@ def serve(app: Flask, host: str = "127.0.0.1", port: int = 5000, *, access_log: 
     stop = stop or gevent.event.Event()
     server = WSGIServer(listener(host, port), WriteLimiter(app), handler_class=handler_class(), log=logging.getLogger("controller.access") if access_log else None,
                         error_log=logging.getLogger("controller.wsgi"))
+    tune_gc()
     server.start()
     group = gevent.pool.Group()
     refills = gevent.pool.Group()  # background queue top-ups (services.distribution)
