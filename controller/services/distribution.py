@@ -846,11 +846,6 @@ def _raw_take() -> pgraw.RawStatement:
     return pgraw.RawStatement(_take_stmt(True))
 
 
-@functools.lru_cache(maxsize=1)
-def _raw_records_for_results() -> pgraw.RawStatement:
-    return pgraw.RawStatement(_records_for_results(True))
-
-
 #: records left in each queue after the last lease in this process (a hint only)
 _fill_hints: dict[tuple, int] = {}
 
@@ -1092,18 +1087,32 @@ def _recycle_rules(session: Session, campaign_id: int) -> dict[str, RecycleSpec]
     return rules
 
 
+#: what a results upload reads of each record it names (the record's lock is taken with it)
+_RESULT_RECORD_COLS = ("id", "status", "held_by_worker_id", "campaign_id", "attempts", "number", "timezone",
+                       "priority", "is_callback")
+
+
 @functools.lru_cache(maxsize=8)
-def _raw_insert(cols: tuple) -> pgraw.RawStatement:
-    """The attempts INSERT for one set of columns, over one JSON parameter; the
-    dialled number comes from the record (a record that does not exist gets no
-    attempt: :func:`record_results` reports it)."""
+def _raw_lock_and_insert(cols: tuple) -> pgraw.RawStatement:
+    """PostgreSQL, one statement for a results upload's first step: lock the
+    records it names (in id order) and insert the new attempts (``ON CONFLICT
+    (client_id) DO NOTHING``), the dialled number taken from the record.  Rows
+    come back of two kinds: each locked record (``client_id`` null) and each
+    inserted attempt's ``client_id`` (the other columns null).  A record that
+    does not exist gets no attempt: :func:`record_results` reports it."""
     table = CallAttempt.__table__
     dialect = postgresql.dialect()
     shape = ", ".join(f"{c} {table.c[c].type.compile(dialect=dialect)}" for c in cols)
+    nulls = ", ".join("NULL" for _ in _RESULT_RECORD_COLS)
     return pgraw.RawStatement(sa.text(
-        f"INSERT INTO call_attempt ({', '.join(cols)}, number) SELECT {', '.join('x.' + c for c in cols)}, r.number "
-        f"FROM json_to_recordset(CAST(:rows AS json)) AS x({shape}) JOIN call_record r ON r.id = x.record_id "
-        "ON CONFLICT (client_id) DO NOTHING RETURNING client_id"))
+        f"WITH locked AS MATERIALIZED (SELECT {', '.join(_RESULT_RECORD_COLS)} FROM call_record "
+        "WHERE id = ANY(CAST(:ids AS INTEGER[])) ORDER BY id FOR UPDATE), "
+        f"inserted AS (INSERT INTO call_attempt ({', '.join(cols)}, number) "
+        f"SELECT {', '.join('x.' + c for c in cols)}, l.number "
+        f"FROM json_to_recordset(CAST(:rows AS json)) AS x({shape}) JOIN locked l ON l.id = x.record_id "
+        "ON CONFLICT (client_id) DO NOTHING RETURNING client_id) "
+        f"SELECT {', '.join('l.' + c for c in _RESULT_RECORD_COLS)}, NULL AS client_id FROM locked l "
+        f"UNION ALL SELECT {nulls}, i.client_id FROM inserted i"))
 
 
 @functools.lru_cache(maxsize=1)
@@ -1135,16 +1144,11 @@ def _insert_ignore(conn: sa.Connection, rows: list[dict]) -> set[str]:
     return set(conn.execute(stmt.returning(CallAttempt.__table__.c.client_id), rows).scalars())
 
 
-@functools.lru_cache(maxsize=4)
-def _records_for_results(pg: bool) -> sa.Select:
-    """The records a results upload names, locked (built once per dialect)."""
-    ids = (sa.cast(sa.bindparam("ids", type_=sa.Text), postgresql.ARRAY(sa.Integer)) if pg  # pgraw.int_array
-           else sa.bindparam("ids", expanding=True))
-    stmt = sa.select(
-        _REC.c.id, _REC.c.status, _REC.c.held_by_worker_id, _REC.c.campaign_id, _REC.c.attempts,
-        _REC.c.number, _REC.c.timezone, _REC.c.priority, _REC.c.is_callback,
-    ).where(_REC.c.id == sa.any_(ids) if pg else _REC.c.id.in_(ids)).order_by(_REC.c.id)
-    return stmt.with_for_update() if pg else stmt
+@functools.lru_cache(maxsize=1)
+def _records_for_results() -> sa.Select:
+    """SQLite: the records a results upload names (the upload holds the one write lock)."""
+    return sa.select(*[_REC.c[c] for c in _RESULT_RECORD_COLS]).where(
+        _REC.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(_REC.c.id)
 
 
 def record_results(db: Database, worker: WorkerIdentity, results: Sequence[ResultIn],
@@ -1159,10 +1163,11 @@ def record_results(db: Database, worker: WorkerIdentity, results: Sequence[Resul
     is stored as an attempt only if another worker has re-leased it (that
     worker's lease is left alone).
 
-    Three statements: lock the records, ``INSERT ... ON CONFLICT (client_id) DO
-    NOTHING RETURNING`` (what comes back is what is new, even when two replays
-    race on two controllers), one UPDATE of the records.  On PostgreSQL they
-    go in two round trips (``BEGIN`` + lock + INSERT, then UPDATE + ``COMMIT``).
+    Lock the records, ``INSERT ... ON CONFLICT (client_id) DO NOTHING
+    RETURNING`` (what comes back is what is new, even when two replays race on
+    two controllers), one UPDATE of the records.  On PostgreSQL the first two
+    are one statement (:func:`_raw_lock_and_insert`), and the transaction takes
+    two round trips (``BEGIN`` + that statement, then UPDATE + ``COMMIT``).
     """
     now = now or utcnow()
     if not results:
@@ -1181,17 +1186,21 @@ def record_results(db: Database, worker: WorkerIdentity, results: Sequence[Resul
         if db.dialect == "postgresql":
             with pgraw.Pipeline(conn) as pipe:
                 attempts = _attempt_rows(worker, fresh, now)
-                locked = pipe.send(_raw_records_for_results(), {"ids": pgraw.int_array(record_ids)})
-                insert = pipe.send(_raw_insert(tuple(attempts[0])), {"rows": record_status.pg_json(attempts)})
-                records = {row.id: row for row in pipe.rows(locked)}
-                inserted = {row.client_id for row in pipe.rows(insert)}
+                first = pipe.send(_raw_lock_and_insert(tuple(attempts[0])),
+                                  {"ids": pgraw.int_array(record_ids), "rows": record_status.pg_json(attempts)})
+                records, inserted = {}, set()
+                for row in pipe.rows(first):
+                    if row.client_id is None:
+                        records[row.id] = row
+                    else:
+                        inserted.add(row.client_id)
                 _check_results(results, records, worker, inserted, lambda ids: {
                     row.client_id for row in pipe.rows(pipe.send(_raw_known_client_ids(), {"ids": ids}))})
                 changes = _result_changes(fresh, records, inserted, worker, rules, campaign, now)
                 record_status.bulk_set_status_rows(conn, changes, pipeline=pipe)
                 pipe.commit()
         else:
-            records = {row.id: row for row in conn.execute(_records_for_results(False), {"ids": record_ids})}
+            records = {row.id: row for row in conn.execute(_records_for_results(), {"ids": record_ids})}
             present = [r for r in fresh if r.record_id in records]
             rows = _attempt_rows(worker, present, now)
             for row in rows:
