@@ -9,9 +9,9 @@ once for psycopg and runs it on the driver connection of a SQLAlchemy
 named-tuple rows.  A driver error is raised as SQLAlchemy's ``DBAPIError``,
 and a lost connection invalidates the pool as SQLAlchemy itself would.
 
-:class:`Pipeline` sends several such statements, and the ``COMMIT``, in one
-round trip (psycopg's pipeline mode): a round trip to the server costs more
-CPU than the statements themselves on a busy machine (two process wake-ups).
+(psycopg's pipeline mode, which sends several statements in one round trip,
+was used for the results upload until measured: it cost more CPU on both
+sides than the same statements one after the other.)
 """
 from __future__ import annotations
 
@@ -42,68 +42,6 @@ class RawStatement:
         with _reraised(conn, raw, self.sql, values), raw.cursor(row_factory=namedtuple_row) as cur:
             cur.execute(self.sql, values)
             return cur.fetchall() if cur.description else []
-
-
-class Pipeline:
-    """Raw statements of one transaction sent without waiting for each other.
-
-    Use inside a SQLAlchemy transaction (``engine.begin()``)::
-
-        with Pipeline(conn) as pipe:
-            a = pipe.send(lock_stmt, {...})      # queued with the BEGIN
-            b = pipe.send(insert_stmt, {...})
-            rows_a, rows_b = pipe.rows(a), pipe.rows(b)   # one round trip
-            pipe.send(update_stmt, {...})
-            pipe.commit()                        # UPDATE + COMMIT: one round trip
-
-    After :meth:`commit` the SQLAlchemy transaction's own commit finds
-    nothing to do.  Only :class:`RawStatement` s may run inside (SQLAlchemy
-    reads a cursor's description before pipeline results have arrived).
-    Errors come out of :meth:`rows`, :meth:`commit` or the block's end, as
-    SQLAlchemy's ``DBAPIError`` (a queued statement's error is raised by the
-    first of these after it, and names the statement being read).
-    """
-
-    def __init__(self, conn: sa.Connection) -> None:
-        self.conn = conn
-        self.raw = conn.connection.driver_connection
-        self._pipe = None
-        self._cursors: list = []
-
-    def __enter__(self) -> "Pipeline":
-        self._pipe = self.raw.pipeline()
-        self._pipe.__enter__()
-        return self
-
-    def send(self, stmt: RawStatement, params: dict[str, Any]):
-        """Queue ``stmt``; returns a handle for :meth:`rows`."""
-        from psycopg.rows import namedtuple_row
-
-        values = {**stmt.defaults, **params}
-        cur = self.raw.cursor(row_factory=namedtuple_row)
-        self._cursors.append(cur)
-        with _reraised(self.conn, self.raw, stmt.sql, values):
-            cur.execute(stmt.sql, values)
-        return cur, stmt.sql, values
-
-    def rows(self, handle) -> list:
-        """The rows of a sent statement (waits for the server if need be)."""
-        cur, sql, values = handle
-        with _reraised(self.conn, self.raw, sql, values):
-            return cur.fetchall()
-
-    def commit(self) -> None:
-        """Send ``COMMIT`` after what is queued and wait for all of it."""
-        with _reraised(self.conn, self.raw, "COMMIT", {}):
-            self.raw.commit()
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            with _reraised(self.conn, self.raw, "(pipeline sync)", {}):
-                self._pipe.__exit__(exc_type, exc, tb)
-        finally:
-            for cur in self._cursors:
-                cur.close()
 
 
 @contextlib.contextmanager

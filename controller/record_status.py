@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from typing import Iterable, Optional
+from typing import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -194,8 +194,6 @@ def queue_records(executor, queue_id: int, ids: list[int], first_seq: int, now: 
 
 @functools.lru_cache(maxsize=1)
 def _pg_queue_raw() -> pgraw.RawStatement:
-    from sqlalchemy.dialects import postgresql
-
     return pgraw.RawStatement(sa.text(
         "UPDATE call_record SET status = 'queued', queue_id = :q, queue_seq = :base + v.n, updated_at = :now "
         "FROM unnest(CAST(:ids AS integer[])) WITH ORDINALITY AS v(id, n) "
@@ -204,13 +202,12 @@ def _pg_queue_raw() -> pgraw.RawStatement:
                  sa.bindparam("base", type_=sa.Integer), sa.bindparam("now", type_=sa.DateTime)))
 
 
-def bulk_set_status_rows(session: Session, rows: Iterable[dict], *, pipeline: Optional[pgraw.Pipeline] = None) -> int:
+def bulk_set_status_rows(session: Session, rows: Iterable[dict]) -> int:
     """Per-record changes in one statement: each row is ``{"id", "from_status",
     "status", **fields}``.  A row whose ``status`` equals ``from_status`` only
     updates its fields.  The UPDATE re-checks ``from_status``, so a record that
     changed meanwhile (lease expiry on another controller) is left alone.
     Returns the number of rows given (executemany row counts are not portable).
-    ``pipeline`` (PostgreSQL): queue the UPDATE there instead of waiting for it.
     """
     now = utcnow()
     changes: list[tuple[int, S, dict]] = []
@@ -229,7 +226,7 @@ def bulk_set_status_rows(session: Session, rows: Iterable[dict], *, pipeline: Op
     if not changes:
         return 0
     if _bind(session).dialect.name == "postgresql":
-        _pg_batch_update(session, changes, pipeline)
+        _pg_batch_update(session, changes)
         return len(changes)
     by_shape: dict[tuple, list[dict]] = {}
     for rid, old, params in changes:
@@ -276,8 +273,7 @@ def _pg_batch_raw(common: tuple, partial: tuple) -> pgraw.RawStatement:
         "WHERE call_record.id = v.id AND call_record.status = v.from_status"))
 
 
-def _pg_batch_update(session: Session, changes: list[tuple[int, S, dict]],
-                     pipeline: Optional[pgraw.Pipeline] = None) -> None:
+def _pg_batch_update(session: Session, changes: list[tuple[int, S, dict]]) -> None:
     """PostgreSQL: the whole batch as one ``UPDATE ... FROM json_to_recordset``.
 
     One statement with fixed text (prepared once, cached) and one JSON
@@ -295,8 +291,4 @@ def _pg_batch_update(session: Session, changes: list[tuple[int, S, dict]],
         for c, flag in flags:
             row[flag] = c in params
         rows.append(row)
-    stmt = _pg_batch_raw(tuple(sorted(common)), partial)
-    if pipeline is not None:
-        pipeline.send(stmt, {"rows": pg_json(rows)})
-    else:
-        stmt.rows(session, {"rows": pg_json(rows)})
+    _pg_batch_raw(tuple(sorted(common)), partial).rows(session, {"rows": pg_json(rows)})

@@ -225,7 +225,7 @@ def test_a_dropped_connection_under_a_raw_statement_is_reported_like_sqlalchemy_
     wi = _pg_worker_with_records(db, 10)
     first, *got = _lease_ids(db, wi, 3, NOON_NY)
     # one upload first: the recycle rules are cached, so the next upload's
-    # first statement is the pipelined lock + INSERT on a dead connection
+    # first statement is the lock + INSERT on a dead connection
     D.record_results(db, wi, D.parse_results([{"client_id": "k0", "record_id": first, "result": "answered"}]),
                      now=NOON_NY)
     _terminate_backends(db)
@@ -236,33 +236,6 @@ def test_a_dropped_connection_under_a_raw_statement_is_reported_like_sqlalchemy_
     outcome = D.record_results(db, wi, upload, now=NOON_NY)       # the worker's retry
     assert sorted(outcome.accepted) == sorted(f"k{rid}" for rid in got) and outcome.duplicates == []
     assert set(statuses(db, got).values()) == {S.DONE}
-
-
-def test_a_failing_statement_in_a_pipeline_rolls_the_transaction_back(db):
-    """controller.pgraw.Pipeline: an error surfaces as SQLAlchemy's DBAPIError
-    where the result is read, what was sent before it is rolled back, and the
-    connection goes on serving."""
-    if db.dialect != "postgresql":
-        pytest.skip("psycopg's pipeline mode is a PostgreSQL matter")
-    from controller import pgraw
-
-    cid = make_campaign(db, window=("08:00", "21:00"))
-    insert = pgraw.RawStatement(sa.text("INSERT INTO pool (campaign_id, name, position, difficulty, created_at) VALUES (:c, 'P', 0, 0, now())"))
-    divide = pgraw.RawStatement(sa.text("SELECT 1 / :zero AS x"))
-    with pytest.raises(sa.exc.DBAPIError) as err:
-        with db.engine.begin() as conn, pgraw.Pipeline(conn) as pipe:
-            pipe.send(insert, {"c": cid})
-            pipe.rows(pipe.send(divide, {"zero": 0}))
-    assert "division by zero" in str(err.value)
-    with db.engine.begin() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM pool")).scalar() == 0
-        with pgraw.Pipeline(conn) as pipe:
-            pipe.send(insert, {"c": cid})
-            one = pipe.send(divide, {"zero": 1})
-            assert [r.x for r in pipe.rows(one)] == [1]
-            pipe.commit()
-    with db.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM pool")).scalar() == 1
 
 
 def test_d1_a_lease_waits_out_row_locks_held_for_a_moment_on_its_queue(db, monkeypatch):
@@ -293,7 +266,7 @@ def test_d1_a_lease_waits_out_row_locks_held_for_a_moment_on_its_queue(db, monke
 
 def test_p6_a_replayed_client_id_naming_an_unknown_record_is_a_duplicate_not_an_error(db):
     """The look-up of already stored client ids runs inside the results
-    pipeline on PostgreSQL: a replay is reported as a duplicate, a new result
+    transaction on PostgreSQL: a replay is reported as a duplicate, a new result
     for a record that does not exist is refused, and nothing else changes."""
     cid = make_campaign(db, window=("08:00", "21:00"))
     a = Q.create_pool(db, cid, "A").id
