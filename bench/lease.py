@@ -313,11 +313,21 @@ def worker(i, token, port):
     next_start = time.monotonic()
     if period:
         next_start += rnd.uniform(0, period)  # spread the paced workers' cycles evenly
+    rebased = False
     while time.monotonic() < deadline:
         if period:
             # open-loop pacing: a cycle starts every `period` seconds whatever
             # the last one took, so the offered load does not drop as latency grows
-            gevent.sleep(max(0.0, next_start - time.monotonic()))
+            now = time.monotonic()
+            if not rebased and now >= measure_from - period:
+                # Starts missed during the warm-up (the queues' first fill) are
+                # dropped, not run back to back inside the measured window:
+                # that would offer more than the stated rate there.  Inside the
+                # window a late worker catches up as open-loop pacing should.
+                rebased = True
+                while next_start < now - period:
+                    next_start += period
+            gevent.sleep(max(0.0, next_start - now))
             next_start += period
         t0 = time.monotonic()
         try:

@@ -38,24 +38,28 @@ MAX_CONCURRENT_WRITES = None
 ONE_SEND_MAX = 256 * 1024
 
 
-#: POST paths that may hold at most half of the request slots (:class:`WriteLimiter`)
+#: POST paths that may hold at most a quarter of the request slots (:class:`WriteLimiter`)
 BULK_PATHS = frozenset({"/api/v1/worker/results"})
+#: the share of the request slots ``BULK_PATHS`` may hold (at least one slot)
+BULK_SHARE = 4
 
 
 class WriteLimiter:
     """WSGI middleware: at most ``limit`` POST requests inside the app at once,
-    and result uploads (``BULK_PATHS``) in at most half of those places.
+    and result uploads (``BULK_PATHS``) in at most a quarter of those places.
 
     Result uploads are the bulkiest requests and the least urgent: a worker
     keeps its results in its contingency file until they are acknowledged,
     and after a controller outage every worker flushes them in batches of
     hundreds at once.  Leases, dial-checks and agent claims are on the path
     of a call.  So an upload first waits for one of the upload places, and
-    the other half of the slots is always left to the rest: under load a
-    lease queues behind other leases, not behind uploads.  Measured with the
-    lease bench at 5,000 records/s offered on 2 cores (docs/40-control-plane.md):
-    lease p99 about 1.3 s without this, about 50 ms with it, while result
-    acknowledgements took about a second.
+    the other slots are always left to the rest: under load a lease queues
+    behind other leases, not behind uploads, and few uploads at once leave
+    the database's CPUs to the leases.  Measured with the lease bench at
+    5,000 records/s offered on 2 cores (docs/40-control-plane.md): lease p99
+    about 1.3 s without this; 45-68 ms with half the places for uploads,
+    24-38 ms with a quarter, at the same throughput; result acknowledgements
+    wait instead (up to about a second at the machine's limit).
     """
 
     def __init__(self, app, limit: Optional[int] = MAX_CONCURRENT_WRITES,
@@ -67,7 +71,7 @@ class WriteLimiter:
         self.app = app
         self.limit = limit or pool_size()
         self.sem = BoundedSemaphore(self.limit)
-        self.bulk = BoundedSemaphore(max(1, self.limit // 2))
+        self.bulk = BoundedSemaphore(max(1, self.limit // BULK_SHARE))
         self.bulk_paths = bulk_paths
 
     def __call__(self, environ, start_response):
