@@ -85,7 +85,7 @@ def pool_size() -> int:
     about as long on the CPU as waiting for the database: a few requests in
     flight keep it busy.  More only add transactions that contend for the
     database's CPUs and locks: on the lease bench (2 cores, two controllers,
-    5,000 records/s offered) 16 per process cost about a fifth more CPU per
+    5,000 records/s offered) 16 per process cost about a sixth more CPU per
     record than 8 or 4, and the lease p99 went from 17-38 ms to 70-85 ms.
     Raise it for a database with a long round trip.
     """
