@@ -251,7 +251,7 @@ def test_x2_dropped_connection_leaves_channels_alive(sim):
 
 
 def test_x2_slow_listener_is_dropped_after_max_missed(sim, monkeypatch):
-    from esl_dialer.sim import server
+    from esl_dialer.sim import wire_listener as server
 
     monkeypatch.setattr(server, "MAX_QUEUE", 5)
     monkeypatch.setattr(server, "MAX_MISSED", 10)

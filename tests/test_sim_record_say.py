@@ -17,7 +17,7 @@ import pytest
 
 from esl_dialer.esl import parse_event
 from esl_dialer.sim import SimConfig, SimSwitch
-from esl_dialer.sim.record_say import SayError, en_number_files, say_files, say_path
+from esl_dialer.sim.chan_record_say import SayError, en_number_files, say_files, say_path
 from esl_dialer.sim.testing import RawEslClient, wait_until
 
 SCALE = 0.02  # 1 simulated second = 20 ms

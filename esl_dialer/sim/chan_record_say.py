@@ -38,10 +38,10 @@ import re
 import wave
 from typing import TYPE_CHECKING
 
-from .session import BreakInterrupt, Interrupt, Session
+from .chan_session import BreakInterrupt, Interrupt, Session
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .apps import AppRunner
+    from typing import Any as AppRunner  # chan_apps imports this module: no import back
 
 logger = logging.getLogger(__name__)
 

@@ -14,13 +14,14 @@ import re
 import wave
 from typing import TYPE_CHECKING, Callable
 
-from .channel import ChannelState, new_uuid
+from .chan_channel import ChannelState, Playback, new_uuid
+from .plans import OriginateError
 from .dialstring import DialStringError, parse_dialstring, split_args, unquote_arg
-from .record_say import app_record, app_say
-from .session import BreakInterrupt, HangupInterrupt, Interrupt, Session, UnparkInterrupt
+from .chan_record_say import app_record, app_say
+from .chan_session import BreakInterrupt, HangupInterrupt, Interrupt, Session, UnparkInterrupt
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .switch import SimSwitch
+    from typing import Any as SimSwitch  # the switch model sits above this layer: duck-typed
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +137,6 @@ class AppRunner:
             seconds = self.file_seconds(path)
         ftype = path.split("://", 1)[0] if "://" in path else path.rsplit(".", 1)[-1] if "." in path else "file"
         info = [("Playback-File-Type", ftype), ("Playback-File-Path", path)]
-        from .channel import Playback
-
         pb = Playback(file=path, leg=ch.uuid, started=sw.clock.now(), seconds=seconds)
         ch.playbacks.append(pb)
         sw.fire_channel("PLAYBACK_START", ch, info)
@@ -228,8 +227,6 @@ class AppRunner:
         return NONE
 
     def app_socket(self, session: Session, arg: str) -> str:
-        from .outbound import connect_outbound
-
         parts = arg.split()
         if not parts or ":" not in parts[0]:
             logger.warning("sim call %s: socket app needs host:port, got %r", session.ch.uuid, arg)
@@ -237,7 +234,7 @@ class AppRunner:
         host, _, port = parts[0].rpartition(":")
         ch = session.ch
         ch.variables["socket_host"] = host
-        listener = connect_outbound(self.switch, session, host, int(port), async_mode="async" in parts[1:],
+        listener = self.switch.connect_outbound(session, host, int(port), async_mode="async" in parts[1:],
                                     full="full" in parts[1:])
         if listener is None:
             return NONE
@@ -336,7 +333,6 @@ class AppRunner:
         except DialStringError:
             ch.variables["originate_disposition"] = "INVALID_NUMBER_FORMAT"
             return NONE
-        from .originate import OriginateError
 
         session.in_bridge_app = True
         try:

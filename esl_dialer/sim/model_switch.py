@@ -1,8 +1,9 @@
-"""SimSwitch: the simulated FreeSWITCH core (channels, events, bridge, hang-up).
+"""The switch model: channels, events, bridge, hang-up (layer ``model_``).
 
-Everything runs in gevent greenlets of the calling process.  The event-socket
-front end lives in :mod:`.server`, api commands in :mod:`.commands`, dialplan
-applications in :mod:`.apps`, originate and the call model in :mod:`.originate`.
+Everything runs in gevent greenlets of the calling process.  Above this layer
+are the api commands (:mod:`.cmd_api`) and the event-socket connections
+(``wire_*``); below it the channels and their applications (``chan_*``).
+:class:`~esl_dialer.sim.simulator.SimSwitch` assembles them.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import gevent
 from gevent.event import Event as GEvent
 from gevent.pool import Group
 
-from .channel import (
+from .chan_apps import AppRunner
+from .chan_channel import (
     CallState,
     Channel,
     ChannelState,
@@ -27,22 +29,20 @@ from .channel import (
 )
 from .config import OUTCOMES, SimConfig, UserPhone
 from .events import SimEvent
-from .originate import ORIGINATE_USAGE, OriginateError, OriginateMixin, PartyPlan, _norm  # noqa: F401
-from .session import Message, Session
+from .chan_session import Message, Session
+from .model_originate import OriginateMixin, _norm
+from .plans import PartyPlan
 
 logger = logging.getLogger(__name__)
 
 GONE_KEEP = 1000  # finished channels kept for Other-Leg-* headers of their partners
 
 
-class SimSwitch(OriginateMixin):
-    """A simulated FreeSWITCH speaking mod_event_socket (see module docs)."""
+class SwitchCore(OriginateMixin):
+    """The switch model: channels, events, bridge, hang-up (no sockets, no command parsing)."""
 
     def __init__(self, config: SimConfig | None = None, host: str | None = None, port: int | None = None,
                  password: str | None = None) -> None:
-        from .apps import AppRunner  # local: apps imports switch types
-        from .commands import ApiCommands
-
         self.config = config or SimConfig()
         self.host = host if host is not None else self.config.host
         self._port = port if port is not None else self.config.port
@@ -64,7 +64,6 @@ class SimSwitch(OriginateMixin):
         self.eavesdroppers: dict[str, set[str]] = {}  # target uuid -> uuids listening in
         self._gone: collections.OrderedDict[str, Channel] = collections.OrderedDict()
         self.apps = AppRunner(self)
-        self.api = ApiCommands(self)
         self.group = Group()
         self.started_at = time.time()
         self.session_count = 0
@@ -94,15 +93,11 @@ class SimSwitch(OriginateMixin):
                 plan[str(dest)] = [tuple(step) for step in entry]  # type: ignore[misc]
         self._dialplan = plan
 
-    def start(self) -> "SimSwitch":
-        from .server import EslServer
-
-        self._server = EslServer(self)
-        self._server.start()
+    def start(self) -> "SwitchCore":
+        """Start the switch's own greenlets (heartbeat, inbound arrivals); the server is the top layer's."""
         self.spawn(self._heartbeat_loop)
         if self.config.inbound.rate_per_minute > 0:
             self.spawn(self._inbound_arrivals)
-        logger.info("sim switch listening on %s:%s", self.host, self.port)
         return self
 
     def serve_forever(self) -> None:

@@ -1,4 +1,4 @@
-"""Originate and the call model's far ends (a mixin of :class:`~esl_dialer.sim.switch.SimSwitch`).
+"""Originate and the call model's far ends (a mixin of :class:`~esl_dialer.sim.model_switch.SwitchCore`).
 
 ``originate <dial string> <&app()|extension>`` as mod_commands parses it,
 endpoints user/, sofia/, loopback/ and error/, and what the simulated party
@@ -9,38 +9,19 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Mapping
 
 from gevent.event import Event as GEvent
 
-from .channel import Channel, ChannelState
+from .chan_channel import Channel, ChannelState
 from .config import DEFAULT_FAIL_CAUSE, OUTCOMES
+from .plans import OriginateError, PartyPlan
 from .dialstring import DialString, DialStringError, Endpoint, parse_app, parse_dialstring, split_args, unquote_arg
 
 logger = logging.getLogger(__name__)
 
 ORIGINATE_USAGE = ("-USAGE: <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] "
                    "[<context>] [<cid_name>] [<cid_num>] [<timeout_sec>]\n")
-
-
-@dataclass
-class PartyPlan:
-    """What the simulated far end of one leg does."""
-
-    outcome: str = "answer"
-    ring_s: float = 2.0
-    talk_s: float | None = 30.0  # None: never hangs up by itself (agent phones)
-    patience_s: float | None = None  # answered but not bridged: hang up after this
-    cause: str | None = None
-    early_media: bool = False
-    dtmf: str = ""
-
-
-class OriginateError(Exception):
-    def __init__(self, cause: str) -> None:
-        super().__init__(cause)
-        self.cause = cause
 
 
 class OriginateMixin:

@@ -11,13 +11,13 @@ import logging
 import time
 from typing import TYPE_CHECKING, Callable
 
-from .channel import new_uuid, show_row
+from .chan_channel import channel_headers, new_uuid, show_row
 from .config import OUTCOMES
 from .dialstring import split_args, unquote_arg
-from .session import Message
+from .chan_session import Message
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .switch import SimSwitch
+    from .model_switch import SwitchCore as SimSwitch
 
 logger = logging.getLogger(__name__)
 
@@ -267,8 +267,6 @@ class ApiCommands:
         return f"+OK {uuid} sent DTMF {digits}.\n"
 
     def uuid_dump(self, arg: str) -> str:
-        from .channel import channel_headers
-
         p = arg.split()
         ch = self._chan(p[0]) if p else None
         if ch is None:

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 import gevent
 from gevent import socket as gsocket
 
-from .server import Listener
+from .chan_session import Session
+from .wire_listener import Listener
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .session import Session
-    from .switch import SimSwitch
+    from .model_switch import SwitchCore as SimSwitch
 
 logger = logging.getLogger(__name__)
 
