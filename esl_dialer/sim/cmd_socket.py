@@ -234,11 +234,11 @@ class EventSocketCommands:
     def cmd_api(self, frame: Frame, line: str):
         api_cmd = line[4:]
         console = frame.headers.get("console_execute") or frame.headers.get("Console_Execute") or ""
-        if console.lower() in ("true", "yes", "on", "1", "enabled", "active", "allow"):
+        if console.lower() in ("true", "yes", "on", "1", "enabled", "active", "allow"):  # switch_true
             found, output = self._console_execute(api_cmd)
         else:
-            cmd, sep, arg = api_cmd.partition(" ")
-            found, output = self._run_api(cmd, arg if sep else None)
+            api_cmd, sep, arg = api_cmd.partition(" ")  # acs.api_cmd ends at the first space
+            found, output = self._run_api(api_cmd, arg if sep else None)
         if not found:  # api_exec replaces the output
             output = f"-ERR {api_cmd} Command not found!\n"
         return encode_api_response(output or "-ERR no reply\n")

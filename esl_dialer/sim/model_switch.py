@@ -327,7 +327,7 @@ class SwitchCore(OriginateMixin):
         ch.hangup_cause = cause
         ch.answer_state = "hangup"
         ch.note(ch.hangup_at, "hangup", cause)
-        self.log(5, "switch_channel.c", "switch_channel_perform_hangup", 3424,
+        self.log(5, *_hangup_site(ch, self.find(ch.loopback_peer)),
                  f"Hangup {ch.name} [{ch.state.name}] [{cause}]", uuid=ch.uuid, channel=CHANNEL_ID_LOG)
         self.fire_channel("CHANNEL_HANGUP", ch, state_number=ChannelState.CS_HANGUP.value)
         logger.info("sim call %s (%s) hung up: %s", ch.uuid, ch.name, cause)
@@ -513,6 +513,16 @@ class SwitchCore(OriginateMixin):
             return False
         session.queue(message)
         return True
+
+
+def _hangup_site(ch: Channel, peer: Channel | None) -> tuple[str, str, int]:
+    """Where FreeSWITCH logs "Hangup ...": switch_channel_perform_hangup (switch_channel.c:3424)
+    prints its caller's file, function and line; the e_timing capture shows these two callers."""
+    if ch.current_app == "hangup":
+        return "mod_dptools.c", "hangup_function", 1374
+    if peer is not None and not peer.alive:  # mod_loopback: the partner leg went down first
+        return "mod_loopback.c", "channel_on_hangup", 585
+    return "switch_channel.c", "switch_channel_perform_hangup", 3424
 
 
 def _uptime_text(seconds: float) -> str:
