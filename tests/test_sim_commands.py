@@ -28,6 +28,7 @@ from esl_dialer.sim.testing import RawEslClient, wait_until
 
 CAPTURE = Path(__file__).resolve().parent / "esl-captures" / "e_timing_commands.jsonl"
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+CAPTURED_A = "12f80783-6cff-4ff5-aa2f-9c8c4def96b0"  # the parked leg of e_timing's last commands
 LOG_HEADERS = ["Content-Type", "Content-Length", "Log-Level", "Text-Channel", "Log-File", "Log-Func", "Log-Line",
                "User-Data"]
 
@@ -136,14 +137,22 @@ def test_status_is_the_real_text(raw, sim):
 
 
 def test_uuid_park_hold_reloadxml_replies_and_events(raw, sim):
+    assert raw.reply("api reloadxml").text == captured_reply("api reloadxml")["body"] == "+OK [Success]\n"
+    raw.reply("event plain CHANNEL_HOLD CHANNEL_PARK CHANNEL_UNPARK CHANNEL_STATE CHANNEL_EXECUTE "
+              "CHANNEL_EXECUTE_COMPLETE RELOADXML")
     uuid = parked_call(raw)
-    for sent in ("api reloadxml",):
-        assert raw.reply(sent).text == captured_reply(sent)["body"] == "+OK [Success]\n"
-    assert raw.reply("event plain CHANNEL_HOLD CHANNEL_PARK CHANNEL_UNPARK RELOADXML").reply_text.startswith("+OK")
-    assert raw.reply(f"api uuid_park {uuid}").text == "+OK\n"
-    got = read_events(raw, lambda f: f.is_event and parse_event(f)["Event-Name"] == "CHANNEL_PARK")
-    names = [parse_event(f)["Event-Name"] for f in got if f.is_event]
-    assert names.index("CHANNEL_UNPARK") < names.index("CHANNEL_PARK")  # as captured: UNPARK, then PARK
+
+    def mine(f, name=None):
+        return f.is_event and parse_event(f)["Unique-ID"] == uuid and name in (None, parse_event(f)["Event-Name"])
+
+    raw.read_until(lambda f: mine(f, "CHANNEL_PARK"))
+    assert raw.reply(f"api uuid_park {uuid}").text == captured_reply(f"api uuid_park {CAPTURED_A}")["body"]
+    got = [parse_event(f) for f in read_events(raw, lambda f: mine(f, "CHANNEL_PARK")) if mine(f)]
+    # e_timing.jsonl after `api uuid_park` (t=40.244): UNPARK, EXECUTE_COMPLETE park, STATE CS_PARK, PARK
+    assert [(e["Event-Name"], e.get("Application") or e["Channel-State"]) for e in got] == [
+        ("CHANNEL_UNPARK", "CS_EXECUTE"), ("CHANNEL_EXECUTE_COMPLETE", "park"), ("CHANNEL_STATE", "CS_PARK"),
+        ("CHANNEL_PARK", "CS_PARK")]
+    raw.reply("nixevent CHANNEL_STATE CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_PARK CHANNEL_UNPARK")
     hold_real = [f for f in frames() if (f.get("sent") or "").startswith("api uuid_hold")]
     assert [f["body"] for f in hold_real] == ["+OK Success\n", "-ERR Operation failed\n"]
     assert raw.reply(f"api uuid_hold {uuid}").text == "+OK Success\n"

@@ -12,6 +12,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Callable
 
+from .chan_apps import PARK_STATE
 from .chan_channel import CallState, show_row
 from .chan_session import Message
 
@@ -171,7 +172,7 @@ class InfoCommands:
             request["message"] = "Invalid request or non-existant command"
             request["response"] = None
         pretty = str(request.get("format", "")).lower() == "pretty"
-        text = json.dumps(request, indent="\t") if pretty else json.dumps(request, separators=(",", ":"))
+        text = json.dumps(request, indent="\t", separators=(",", ":\t")) if pretty else json.dumps(request, separators=(",", ":"))
         return text + "\n"
 
     # -- the switch ----------------------------------------------------------------------
@@ -284,8 +285,8 @@ class InfoCommands:
         ch = self.switch.find(arg)
         if ch is None or not ch.alive:
             return "-ERR No such channel!\n"
-        # switch_ivr_park_session; the sim runs the park application (see docs: one CHANNEL_EXECUTE more)
-        self.switch.transfer(ch, "park", "inline")
+        self.switch.transfer(ch, PARK_STATE, "inline")  # switch_ivr_park_session: state CS_PARK
+
         return "+OK\n"
 
     def uuid_hold(self, arg: str) -> str:

@@ -215,10 +215,13 @@ class EventSocketCommands:
         cmd, arg = _strip_ws(command), _strip_ws(arg)
         found = self.switch.api.has(cmd)
         output = self.switch.api.run(cmd, arg) if found else ""
-        headers = [("API-Command", cmd)] if cmd else []
-        if arg:
-            headers.append(("API-Command-Argument", arg))
-        self.switch.fire("API", headers)
+        if any(listener.may_want("API") for listener in self.switch.listeners):
+            headers = [("API-Command", cmd)] if cmd else []
+            if arg:
+                headers.append(("API-Command-Argument", arg))
+            self.switch.fire("API", headers)
+        else:
+            self.switch.headers.sequence += 1  # numbered even when nobody listens (as fire_channel)
         return found, output
 
     def _console_execute(self, text: str) -> tuple[bool, str]:
