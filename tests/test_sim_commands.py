@@ -411,10 +411,11 @@ def test_log_streams_log_data_until_nolog(raw, sim):
     ours = {_log_key(f.raw_headers, f.text) for f in logs}
     assert len(expected) == 15 and expected - ours == set()
     assert raw.reply("log 5").reply_text == "+OK log level 5 [5]"  # NOTICE and above only
-    raw.reply("api originate loopback/9990 &park()")
+    uuid2 = raw.reply("api originate loopback/9990 &park()").text.split()[1].strip()
     got = read_events(raw, lambda f: f.content_type == "log/data" and "Close Channel" in f.text
-                      and "9990-b" in f.text, timeout=10)
-    assert all(int(f.raw_headers["Log-Level"]) <= 5 for f in got if f.content_type == "log/data")
+                      and f.raw_headers["User-Data"] == uuid2, timeout=10)
+    second = [f for f in got if f.content_type == "log/data" and f.raw_headers["User-Data"] == uuid2]
+    assert len(second) >= 3 and all(f.raw_headers["Log-Level"] == "5" for f in second)  # no INFO EXECUTE lines
     real_nolog = captured_reply("nolog")["headers"]["Reply-Text"]
     assert raw.reply("nolog").reply_text == real_nolog == "+OK no longer logging"
     raw.reply("api originate loopback/9990 &park()")
@@ -475,3 +476,26 @@ def test_greenswitch_drives_the_new_commands(sim):
     finally:
         conn.stop()
     gevent.sleep(0)
+
+
+def test_uuid_hold_plays_hold_music_to_the_bridged_partner(raw, sim):
+    """switch_ivr_hold: with hold_music set (vars.xml: local_stream://moh) the partner gets a broadcast."""
+    a, b = parked_call(raw), parked_call(raw)
+    raw.reply("event plain CHANNEL_BRIDGE CHANNEL_EXECUTE CHANNEL_HOLD")
+    assert raw.reply(f"api uuid_bridge {a} {b}").text == f"+OK {b}\n"
+    raw.read_until(lambda f: f.is_event and parse_event(f)["Event-Name"] == "CHANNEL_BRIDGE")
+    assert raw.reply(f"api uuid_hold {a}").text == "+OK Success\n"
+    got = [parse_event(f) for f in read_events(raw, lambda f: f.is_event and parse_event(f)["Event-Name"] ==
+                                               "CHANNEL_EXECUTE" and parse_event(f)["Unique-ID"] == b) if f.is_event]
+    assert (got[0]["Event-Name"], got[0]["Unique-ID"]) == ("CHANNEL_HOLD", a)
+    assert (got[-1]["Application"], got[-1]["Application-Data"]) == ("playback", "local_stream://moh")
+    raw.reply("api hupall")
+
+
+def test_answer_of_an_outbound_sofia_leg_is_logged_where_sofia_marks_it(raw, sim):
+    raw.reply("log notice")
+    uuid = raw.reply("api originate sofia/gateway/gw/15551230000 &park()").text.split()[1].strip()
+    line = raw.read_until(lambda f: f.content_type == "log/data" and "has been answered" in f.text, timeout=10)
+    assert line.raw_headers["User-Data"] == uuid
+    assert line.raw_headers["Log-File"] == "sofia.c" and line.raw_headers["Log-Func"] == "sofia_handle_sip_i_state"
+    raw.reply("api hupall")

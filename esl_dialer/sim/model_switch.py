@@ -301,10 +301,7 @@ class SwitchCore(OriginateMixin):
         self.fire_channel("CHANNEL_ANSWER", ch)
         ch.call_state = CallState.ACTIVE
         ch.note(ch.answered_at, "answer")
-        # switch_channel_perform_mark_answered logs at its caller's place (switch_channel.c:3883)
-        where = (("mod_loopback.c", "channel_receive_message", 1021) if ch.loopback_peer and ch.direction == "outbound"
-                 else ("mod_dptools.c", "answer_function", 1406))
-        self.log(5, *where, f"Channel [{ch.name}] has been answered", uuid=ch.uuid, channel=CHANNEL_ID_LOG)
+        self.log(5, *_answer_site(ch), f"Channel [{ch.name}] has been answered", uuid=ch.uuid, channel=CHANNEL_ID_LOG)
         self._poke(ch)
         peer = self.find(ch.loopback_peer)
         if peer and peer.alive and not peer.answered:
@@ -513,6 +510,16 @@ class SwitchCore(OriginateMixin):
             return False
         session.queue(message)
         return True
+
+
+def _answer_site(ch: Channel) -> tuple[str, str, int]:
+    """Where "Channel [...] has been answered" is logged: switch_channel_perform_mark_answered
+    (switch_channel.c:3883) prints its caller's place."""
+    if ch.direction == "outbound" and ch.loopback_peer:
+        return "mod_loopback.c", "channel_receive_message", 1021
+    if ch.direction == "outbound":  # the far end's 200 OK (sofia.c, after early media or not)
+        return "sofia.c", "sofia_handle_sip_i_state", 8623 if ch.progress_media_at is not None else 8681
+    return "mod_dptools.c", "answer_function", 1406
 
 
 def _hangup_site(ch: Channel, peer: Channel | None) -> tuple[str, str, int]:
