@@ -178,6 +178,11 @@ def test_show_counts_and_formats(raw, sim):
     assert json.loads(raw.reply("api show channels count as json").text) == {"row_count": 2, "rows": []}
     rows = raw.reply("api show channels as delim |").text.splitlines()
     assert rows[0].startswith("uuid|direction|created|") and rows[-1] == "2 total." and rows[-2] == ""
+    assert raw.reply("api show calls count as xml").text == '<result row_count="1"></result>\n'
+    tree = ET.fromstring(raw.reply("api show channels as xml").text)
+    assert tree.get("row_count") == "2" and [r.get("row_id") for r in tree] == ["1", "2"]
+    assert tree.find("row/name").text.startswith("loopback/9993-")
+    assert raw.reply("api show channels as yaml").text == "-ERR Cannot find format yaml\n"
     assert raw.reply("api show").text.startswith("-USAGE: codec|endpoint|")
     assert raw.reply("api show nonsense").text.startswith("-USAGE: codec|endpoint|")
     assert raw.reply("api show status").text.startswith("UP ")

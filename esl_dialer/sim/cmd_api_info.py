@@ -101,6 +101,25 @@ def _duration(seconds: float) -> dict[str, int]:
             "microseconds": us % 1000}
 
 
+def _xml_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#xD;")
+
+
+def _rows_xml(rows: list[dict], count: bool) -> str:
+    """show ... as xml: show_as_xml_callback's <result>/<row row_id> tree, printed by switch_xml_toxml."""
+    if count:
+        return f'<result row_count="{len(rows)}"></result>\n'
+    if not rows:
+        return '<result row_count="0"/>\n'
+    out = [f'<result row_count="{len(rows)}">\n']
+    for i, row in enumerate(rows, 1):
+        out.append(f'  <row row_id="{i}">\n')
+        out += [f"    <{k}>{_xml_text(str(v))}</{k}>\n" for k, v in row.items()]
+        out.append("  </row>\n")
+    out.append("</result>\n")
+    return "".join(out)
+
+
 class InfoCommands:
     """The handlers; ``api`` is the :class:`~.cmd_api.ApiCommands` they are registered into."""
 
@@ -266,6 +285,8 @@ class InfoCommands:
             if not rows:
                 return '{"row_count": 0}\n'
             return json.dumps({"row_count": len(rows), "rows": rows}, separators=(",", ":"))
+        if fmt == "xml":
+            return _rows_xml(rows, count)
         return f"-ERR Cannot find format {as_}\n"
 
     def _help_rows(self) -> str:
