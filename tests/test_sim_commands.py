@@ -220,6 +220,7 @@ def test_commands_match_by_prefix_like_parse_command(raw):
     ("filter ", "-ERR invalid syntax"),
     ("filter Event-Name", "-ERR invalid syntax"),
     ("filter delete", "-ERR invalid syntax"),
+    ("filter add Event-Name", "+OK filter added. [Event-Name]=[(null)]"),
     ("event", "-ERR no keywords supplied"),
     ("event plain", "-ERR no keywords supplied"),
     ("event plain NOT_AN_EVENT", "-ERR no keywords supplied"),
@@ -504,3 +505,33 @@ def test_answer_of_an_outbound_sofia_leg_is_logged_where_sofia_marks_it(raw, sim
     assert line.raw_headers["User-Data"] == uuid
     assert line.raw_headers["Log-File"] == "sofia.c" and line.raw_headers["Log-Func"] == "sofia_handle_sip_i_state"
     raw.reply("api hupall")
+
+
+def test_outbound_socket_without_full_stops_at_the_single_channel_cut(sim):
+    """parse_command: on an outbound socket without `full` nothing after `sendmsg` in its order of
+    checks is allowed (not api, log, linger, event ...); filter, myevents, getvar, resume are."""
+    from gevent.queue import Queue
+    from gevent.server import StreamServer
+
+    accepted: Queue = Queue()
+    server = StreamServer(("127.0.0.1", 0), lambda sock, addr: (accepted.put(sock), gevent.sleep(30)))
+    server.start()
+    try:
+        sim.dialplan = {**sim.dialplan, "7003": [("socket", f"127.0.0.1:{server.server_port} async")]}
+        uuid = sim.inbound_call("7003", "15551230007")
+        c = RawEslClient("127.0.0.1", 0, sock=accepted.get(timeout=5))
+        try:
+            c.command("connect")
+            assert c.read_frame().headers["Control"] == "single-channel"
+            for line in ("api status", "bgapi status", "log 7", "linger 5", "event plain ALL", "noevents"):
+                assert c.reply(line).reply_text == "-ERR command not found", line
+            assert c.reply("filter Unique-ID " + uuid).reply_text == f"+OK filter added. [Unique-ID]=[{uuid}]"
+            assert c.reply("myevents").reply_text == "+OK Events Enabled"
+            assert c.reply("getvar uuid").reply_text == uuid
+            assert c.reply("getvar no_such_variable").reply_text == "-ERR command not found"  # empty reply
+            assert c.reply("resume").reply_text == "+OK"
+        finally:
+            c.close()
+        assert wait_until(lambda: uuid not in sim.channels, 7)
+    finally:
+        server.stop(timeout=1)

@@ -355,6 +355,8 @@ class EventSocketCommands:
         if sep:
             if name.lower() == "add":
                 name, sep, value = value.partition(" ")
+                if not sep:  # header_val NULL: nothing added, printf's "(null)" in the reply
+                    return f"+OK filter added. [{name}]=[(null)]"
             if value:
                 self.filters.append((name, value))
             else:  # an empty value deletes that header (switch_event_base_add_header, zstr(data))
