@@ -191,8 +191,9 @@ class InfoCommands:
             request["message"] = "Invalid request or non-existant command"
             request["response"] = None
         pretty = str(request.get("format", "")).lower() == "pretty"
-        text = json.dumps(request, indent="\t", separators=(",", ":\t")) if pretty else json.dumps(request, separators=(",", ":"))
-        return text + "\n"
+        if pretty:  # cJSON_Print: tabs
+            return json.dumps(request, indent="\t", separators=(",", ":\t"), ensure_ascii=False) + "\n"
+        return json.dumps(request, separators=(",", ":"), ensure_ascii=False) + "\n"  # cJSON_PrintUnformatted
 
     # -- the switch ----------------------------------------------------------------------
     def hostname(self, arg: str) -> str:

@@ -259,7 +259,8 @@ class SwitchCore(OriginateMixin):
         """Dialplan lookup; unknown destinations hang up NO_ROUTE_DESTINATION."""
         steps = self._dialplan.get(destination)
         self.log(6, "mod_dialplan_xml.c", "dialplan_hunt", 639,
-                 f"Processing {ch.caller_id_name} <{ch.caller_id_number}>->{destination} in context default", uuid=ch.uuid)
+                 f"Processing {ch.caller_id_name} <{ch.caller_id_number}>->{destination} in context default",
+                 uuid=ch.uuid)
         if steps is None:
             return [("hangup", "NO_ROUTE_DESTINATION")]
         return list(steps)
