@@ -46,6 +46,8 @@ __all__ = [
     "encode_event_plain",
     "plain_line",
     "encode_event_json",
+    "encode_event_xml",
+    "encode_log_data",
     "encode_disconnect_notice",
     "encode_rude_rejection",
     "encode_connect_reply",
@@ -510,6 +512,46 @@ def encode_event_json(headers: HeaderItems, body: str | None = None) -> bytes:
         obj["_body"] = body if isinstance(body, str) else body.decode("utf-8", "replace")
     inner = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return f"Content-Length: {len(inner)}\nContent-Type: text/event-json\n\n".encode() + inner
+
+
+def _xml_text(text: str) -> str:
+    # switch_xml_ampencode for character data: & < > escaped, CR as &#xD;, the rest as is
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#xD;")
+
+
+def encode_event_xml(headers: HeaderItems, body: str | bytes | None = None) -> bytes:
+    """A ``text/event-xml`` frame (``event xml ...``).
+
+    ``switch_event_xmlize`` puts each header in an element named after it with
+    the URL-encoded value as text, and a non-empty body after ``</headers>``
+    as ``<Content-Length>`` and ``<body>``; ``switch_xml_toxml`` indents with
+    two spaces and indents a closing tag only when the text before it ends in
+    a newline (so ``<body>+OK ...\n  </body>``), as in the e_timing capture.
+    """
+    lines = ["<event>\n  <headers>\n"]
+    lines += [f"    <{n}>{_xml_text(url_encode(v))}</{n}>\n" for n, v in _items(headers) if n != "Content-Length"]
+    lines.append("  </headers>\n")
+    if body:
+        text = body if isinstance(body, str) else body.decode("utf-8", "replace")
+        lines.append(f"  <Content-Length>{len(_as_bytes(body))}</Content-Length>\n")
+        indent = "  " if text.endswith("\n") else ""
+        lines.append(f"  <body>{_xml_text(text)}{indent}</body>\n")
+    lines.append("</event>\n")
+    inner = "".join(lines).encode("utf-8")
+    return f"Content-Length: {len(inner)}\nContent-Type: text/event-xml\n\n".encode() + inner
+
+
+def encode_log_data(data: str, *, level: int, channel: int, file: str, func: str, line: int,
+                    user_data: str = "") -> bytes:
+    """A ``log/data`` frame (after ``log <level>``): one log line, its origin in headers.
+
+    Header order and names as mod_event_socket.c read_packet writes them.
+    """
+    body = data.encode("utf-8")
+    head = (f"Content-Type: log/data\nContent-Length: {len(body)}\nLog-Level: {level}\n"
+            f"Text-Channel: {channel}\nLog-File: {file}\nLog-Func: {func}\nLog-Line: {line}\n"
+            f"User-Data: {user_data}\n\n")
+    return head.encode("utf-8") + body
 
 
 DISCONNECT_GOODBYE = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"

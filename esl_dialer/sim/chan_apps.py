@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 NONE = "_none_"
+PARK_STATE = "_park_state"  # not an application: uuid_park's CS_PARK (switch_ivr_park_session)
 _TONE_MS = re.compile(r"%\((\d+),(\d+)")
 _SILENCE_MS = re.compile(r"^silence_stream://(\d+)")
 
@@ -65,6 +66,8 @@ class AppRunner:
     def execute(self, session: Session, app: str, arg: str = "", app_uuid: str | None = None) -> str:
         sw = self.switch
         ch = session.ch
+        if app == PARK_STATE:
+            return self.park_state(session)
         handler = self.table.get(app)
         if handler is None:
             # switch_core_session_execute_application: "Invalid Application", call torn down
@@ -82,6 +85,8 @@ class AppRunner:
         if ch.state in (ChannelState.CS_NEW, ChannelState.CS_INIT, ChannelState.CS_ROUTING):
             ch.state = ChannelState.CS_EXECUTE
         sw.fire_channel("CHANNEL_EXECUTE", ch, [("Application", app), *data, ("Application-UUID", app_uuid)])
+        sw.log(6, "switch_core_session.c", "switch_core_session_exec", 2902,  # SWITCH_CHANNEL_SESSION_LOG_CLEAN
+               f"EXECUTE [depth=0] {ch.name} {app}({arg})", uuid=ch.uuid, channel=1)
         ch.note(sw.clock.now(), "execute", f"{app} {arg}".strip())
         response = NONE
         try:
@@ -219,6 +224,19 @@ class AppRunner:
             session.parked = False
             ch.controlled = was_controlled
             sw.fire_channel("CHANNEL_UNPARK", ch)
+
+    def park_state(self, session: Session) -> str:
+        """uuid_park: the channel goes to state CS_PARK and parks, with no CHANNEL_EXECUTE
+        (as captured: CHANNEL_STATE CS_PARK, then CHANNEL_PARK)."""
+        ch = session.ch
+        ch.state = ChannelState.CS_PARK
+        self.switch.fire_channel("CHANNEL_STATE", ch, variables=False)
+        try:
+            self._park_loop(session)
+        finally:
+            if ch.alive:
+                ch.state = ChannelState.CS_EXECUTE
+        return NONE
 
     def app_park(self, session: Session, arg: str) -> str:
         if session.ch.bridged_to:

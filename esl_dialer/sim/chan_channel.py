@@ -257,6 +257,9 @@ BASE_CALLING = {
     "BACKGROUND_JOB": ("mod_event_socket.c", "api_exec", "1572"),
     "HEARTBEAT": ("switch_core.c", "send_heartbeat", "83"),
     "CHANNEL_DATA": ("mod_event_socket.c", "parse_command", "2021"),
+    "API": ("switch_loadable_module.c", "switch_api_execute", "2954"),
+    "RELOADXML": ("switch_xml.c", "switch_xml_open_root", "2385"),
+    "CHANNEL_HOLD": ("switch_ivr.c", "switch_ivr_hold", "1558"),
 }
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import TYPE_CHECKING, Callable
 
-from .chan_channel import channel_headers, new_uuid, show_row
+from .chan_channel import channel_headers, new_uuid
+from .cmd_api_info import InfoCommands
 from .config import OUTCOMES
 from .dialstring import split_args, unquote_arg
 from .chan_session import Message
@@ -35,7 +35,6 @@ class ApiCommands:
     def __init__(self, switch: "SimSwitch") -> None:
         self.switch = switch
         self.table: dict[str, Callable[[str], str]] = {
-            "status": self.status,
             "version": lambda arg: "FreeSWITCH Version 1.10.12-release~64bit (-release 64bit)\n",
             "originate": self.switch.originate_command,
             "uuid_bridge": self.uuid_bridge,
@@ -52,13 +51,16 @@ class ApiCommands:
             "uuid_send_dtmf": self.uuid_send_dtmf,
             "uuid_dump": self.uuid_dump,
             "hupall": self.hupall,
-            "show": self.show,
             "create_uuid": lambda arg: new_uuid(),
-            "global_getvar": lambda arg: "",
             "sim_script": self.sim_script,
             "sim_user": self.sim_user,
             "sim_inbound": self.sim_inbound,
         }
+        self.table.update(InfoCommands(self).table())  # status, show, help, uuid_hold ... (cmd_api_info)
+
+    def has(self, command: str) -> bool:
+        """Is ``command`` an api command (names are case-insensitive, as FreeSWITCH's api hash)?"""
+        return command.lower() in self.table
 
     def run(self, command: str, arg: str | None) -> str:
         handler = self.table.get(command.lower())
@@ -78,22 +80,6 @@ class ApiCommands:
         return self.switch.find(uuid.strip())
 
     # -- commands ------------------------------------------------------------
-    def status(self, arg: str) -> str:
-        sw = self.switch
-        up = time.time() - sw.started_at
-        s = int(up)
-        return (
-            f"UP 0 years, {s // 86400} days, {s // 3600 % 24} hours, {s // 60 % 60} minutes, {s % 60} seconds, "
-            f"{int(up * 1000) % 1000} milliseconds, {int(up * 1_000_000) % 1000} microseconds\n"
-            "FreeSWITCH (Version 1.10.12-release  64bit) is ready\n"
-            f"{sw.session_count} session(s) since startup\n"
-            f"{len(sw.channels)} session(s) - peak {sw.peak}, last 5min {sw.peak} \n"
-            f"0 session(s) per Sec out of max {sw.config.sessions_per_second}, peak 0, last 5min 0 \n"
-            f"{sw.config.max_sessions} session(s) max\n"
-            "min idle cpu 0.00/99.00\n"
-            "Current Stack Size/Max 240K/8192K\n"
-        )
-
     def uuid_bridge(self, arg: str) -> str:
         p = arg.split()
         if len(p) != 2:
@@ -287,42 +273,6 @@ class ApiCommands:
         if var:
             return f"+OK hangup all channels matching [{var}]=[{value}] with cause {cause}\n"
         return f"+OK hangup all channels with cause {cause}\n"
-
-    def show(self, arg: str) -> str:
-        p = arg.split()
-        if not p:
-            return "-USAGE: show <channels|calls|...> [as json]\n"
-        what = p[0].lower()
-        as_json = len(p) >= 3 and p[1].lower() == "as" and p[2].lower() == "json"
-        channels = sorted(self.switch.channels.values(), key=lambda c: c.created)
-        if what in ("channels", "calls"):
-            rows = [show_row(ch, self.switch.config.hostname) for ch in channels]
-            if what == "calls":
-                seen, calls = set(), []
-                for ch in channels:
-                    if ch.uuid in seen:
-                        continue
-                    seen.add(ch.uuid)
-                    other = self.switch.find(ch.bridged_to) or self.switch.find(ch.loopback_peer)
-                    row = show_row(ch, self.switch.config.hostname)
-                    if other is not None:
-                        seen.add(other.uuid)
-                        for k, v in show_row(other, self.switch.config.hostname).items():
-                            row[f"b_{k}"] = v
-                    calls.append(row)
-                rows = calls
-            if as_json:
-                # cJSON_PrintUnformatted, no trailing newline (as in the captures)
-                if not rows:
-                    return json.dumps({"row_count": 0}, separators=(",", ":"))
-                return json.dumps({"row_count": len(rows), "rows": rows}, separators=(",", ":"))
-            if not rows:
-                return "\n0 total.\n\n"
-            columns = list(rows[0].keys())
-            lines = [",".join(columns)]
-            lines += [",".join(str(r.get(c, "")) for c in columns) for r in rows]
-            return "\n".join(lines) + f"\n\n{len(rows)} total.\n\n"
-        return f"-ERR Invalid command [{what}]\n"
 
     # -- sim-only control commands -------------------------------------------------
     def sim_script(self, arg: str) -> str:

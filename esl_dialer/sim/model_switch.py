@@ -28,7 +28,7 @@ from .chan_channel import (
     new_uuid,
 )
 from .config import OUTCOMES, SimConfig, UserPhone
-from .events import SimEvent
+from .events import CHANNEL_ID_LOG, CHANNEL_ID_SESSION, SimEvent, SimLogLine
 from .chan_session import Message, Session
 from .model_originate import OriginateMixin, _norm
 from .plans import PartyPlan
@@ -189,6 +189,21 @@ class SwitchCore(OriginateMixin):
             listener.offer(event)
         return event
 
+    def log(self, level: int, file: str, func: str, line: int, text: str, *, uuid: str = "",
+            channel: int = CHANNEL_ID_SESSION) -> None:
+        """switch_log_printf: give one log line to every listener that asked for ``log`` at that level.
+
+        The channel code calls it for what FreeSWITCH logs at NOTICE/INFO (new
+        channel, routing, EXECUTE, answer, hang-up, end); ``file``/``func``/
+        ``line`` name the FreeSWITCH 1.10.12 source line that prints it.
+        """
+        takers = [lst for lst in self.listeners if getattr(lst, "log_level", -1) >= level]
+        if not takers:
+            return
+        entry = SimLogLine(level, file, func, line, text, uuid=uuid, channel=channel, ts=self.clock.now())
+        for listener in takers:
+            listener.offer_log(entry)
+
     def _heartbeat_loop(self) -> None:
         while True:
             gevent.sleep(self.config.heartbeat_s)
@@ -237,11 +252,15 @@ class SwitchCore(OriginateMixin):
         self.sessions[uid] = session
         session.start()
         ch.note(ch.created, "create", name)
+        self.log(5, "switch_channel.c", "switch_channel_set_name", 1142, f"New Channel {name} [{uid}]", uuid=uid)
         return ch
 
     def route(self, ch: Channel, destination: str) -> list[tuple[str, str]]:
         """Dialplan lookup; unknown destinations hang up NO_ROUTE_DESTINATION."""
         steps = self._dialplan.get(destination)
+        self.log(6, "mod_dialplan_xml.c", "dialplan_hunt", 639,
+                 f"Processing {ch.caller_id_name} <{ch.caller_id_number}>->{destination} in context default",
+                 uuid=ch.uuid)
         if steps is None:
             return [("hangup", "NO_ROUTE_DESTINATION")]
         return list(steps)
@@ -283,6 +302,7 @@ class SwitchCore(OriginateMixin):
         self.fire_channel("CHANNEL_ANSWER", ch)
         ch.call_state = CallState.ACTIVE
         ch.note(ch.answered_at, "answer")
+        self.log(5, *_answer_site(ch), f"Channel [{ch.name}] has been answered", uuid=ch.uuid, channel=CHANNEL_ID_LOG)
         self._poke(ch)
         peer = self.find(ch.loopback_peer)
         if peer and peer.alive and not peer.answered:
@@ -305,6 +325,8 @@ class SwitchCore(OriginateMixin):
         ch.hangup_cause = cause
         ch.answer_state = "hangup"
         ch.note(ch.hangup_at, "hangup", cause)
+        self.log(5, *_hangup_site(ch, self.find(ch.loopback_peer)),
+                 f"Hangup {ch.name} [{ch.state.name}] [{cause}]", uuid=ch.uuid, channel=CHANNEL_ID_LOG)
         self.fire_channel("CHANNEL_HANGUP", ch, state_number=ChannelState.CS_HANGUP.value)
         logger.info("sim call %s (%s) hung up: %s", ch.uuid, ch.name, cause)
         session = self.sessions.get(ch.uuid)
@@ -348,6 +370,10 @@ class SwitchCore(OriginateMixin):
             session.listener = None
         ch.state = ChannelState.CS_DESTROY
         self.fire_channel("CHANNEL_DESTROY", ch, variables=False)
+        self.log(5, "switch_core_session.c", "switch_core_session_thread", 1762,
+                 f"Session {ch.session_id} ({ch.name}) Ended", uuid=ch.uuid)
+        self.log(5, "switch_core_session.c", "switch_core_session_thread", 1766,
+                 f"Close Channel {ch.name} [CS_DESTROY]", uuid=ch.uuid, channel=CHANNEL_ID_LOG)
         self.channels.pop(ch.uuid, None)
         self.sessions.pop(ch.uuid, None)
         self._gone[ch.uuid] = ch  # a partner's later events still carry Other-Leg-* of this leg
@@ -485,6 +511,26 @@ class SwitchCore(OriginateMixin):
             return False
         session.queue(message)
         return True
+
+
+def _answer_site(ch: Channel) -> tuple[str, str, int]:
+    """Where "Channel [...] has been answered" is logged: switch_channel_perform_mark_answered
+    (switch_channel.c:3883) prints its caller's place."""
+    if ch.direction == "outbound" and ch.loopback_peer:
+        return "mod_loopback.c", "channel_receive_message", 1021
+    if ch.direction == "outbound":  # the far end's 200 OK (sofia.c, after early media or not)
+        return "sofia.c", "sofia_handle_sip_i_state", 8623 if ch.progress_media_at is not None else 8681
+    return "mod_dptools.c", "answer_function", 1406
+
+
+def _hangup_site(ch: Channel, peer: Channel | None) -> tuple[str, str, int]:
+    """Where FreeSWITCH logs "Hangup ...": switch_channel_perform_hangup (switch_channel.c:3424)
+    prints its caller's file, function and line; the e_timing capture shows these two callers."""
+    if ch.current_app == "hangup":
+        return "mod_dptools.c", "hangup_function", 1374
+    if peer is not None and not peer.alive:  # mod_loopback: the partner leg went down first
+        return "mod_loopback.c", "channel_on_hangup", 585
+    return "switch_channel.c", "switch_channel_perform_hangup", 3424
 
 
 def _uptime_text(seconds: float) -> str:

@@ -10,7 +10,6 @@ commands themselves are in :mod:`.cmd_socket`.
 from __future__ import annotations
 
 import logging
-import re
 from typing import TYPE_CHECKING
 
 import gevent
@@ -30,7 +29,7 @@ from esl_dialer.esl import (
 )
 
 from .chan_session import Session
-from .cmd_socket import EventSocketCommands
+from .cmd_socket import EventSocketCommands, filters_pass
 from .events import SimEvent
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,6 +67,7 @@ class Listener(EventSocketCommands):
         self.event_names: set[str] = set()
         self.custom: set[str] = set()
         self.filters: list[tuple[str, str]] = []
+        self.log_level = -1  # `log <level>` sets it (mod_event_socket LFLAG_LOG + listener->level)
         self.my_uuid: str | None = session.ch.uuid if session else None
         self.myevents = False
         self.linger_s: float | None = None
@@ -128,6 +128,8 @@ class Listener(EventSocketCommands):
             kind, item = self.inbox.get()
             if kind == "event":
                 self._send_events(item)
+            elif kind == "log":
+                self._send(item.frame())
             elif kind == "cmd":
                 if not self._command(item):
                     return
@@ -142,7 +144,7 @@ class Listener(EventSocketCommands):
                 return
 
     def _encode(self, event: SimEvent) -> bytes:
-        return event.json() if self.format == "json" else event.plain()
+        return event.encode(self.format)
 
     def _send_events(self, first: SimEvent) -> None:
         """Send ``first`` and the events queued right behind it in one write (fewer syscalls)."""
@@ -210,21 +212,7 @@ class Listener(EventSocketCommands):
             return False
         if self.myevents and self.my_uuid and event.unique_id != self.my_uuid:
             return False
-        if self.filters:
-            for fname, fvalue in self.filters:
-                value = event.get(fname)
-                if value is None:
-                    continue
-                if fvalue.startswith("/") and fvalue.endswith("/") and len(fvalue) > 1:
-                    try:
-                        if re.search(fvalue[1:-1], value):
-                            return True
-                    except re.error:
-                        continue
-                elif value == fvalue:
-                    return True
-            return False
-        return True
+        return not self.filters or filters_pass(self.filters, event)
 
     def may_want(self, name: str) -> bool:
         """Cheap pre-check on the event name only (filters and myevents are checked in offer)."""
@@ -242,6 +230,11 @@ class Listener(EventSocketCommands):
                 gevent.spawn(self.close)
             return
         self.inbox.put(("event", event))
+
+    def offer_log(self, line) -> None:
+        """A log line for this `log` listener (the switch checked the level)."""
+        if not self.closed:
+            self.inbox.put(("log", line))
 
     def channel_gone(self, ch) -> None:
         """The controlled channel finished (after CHANNEL_HANGUP_COMPLETE was queued)."""
@@ -269,6 +262,8 @@ class Listener(EventSocketCommands):
                     break
                 if kind == "event":
                     self._send_events(item)
+                elif kind == "log":
+                    self._send(item.frame())
                 elif kind == "cmd":
                     if not self._command(item):
                         return False
