@@ -301,10 +301,20 @@ class CallCenter:
         spec = self.queue_config.get(name)
         if spec is None:
             return None
-        queue = Queue(name=name, **{k: v for k, v in spec.items() if k in Queue.__dataclass_fields__})
+        queue = Queue(name=name, **{k: v for k, v in spec.items() if k in Queue.__dataclass_fields__ and k != "name"})
         if _canon(queue.agent_no_answer_status, AGENT_STATUSES) is None:
             queue.agent_no_answer_status = ON_BREAK
         self.queues[name] = queue
+        return queue
+
+    def configure_queue(self, name: str, **params: Any) -> Queue:
+        """Add or replace a <queue> in callcenter.conf and load it (what ``queue reload`` would read)."""
+        unknown = set(params) - set(Queue.__dataclass_fields__) - {"name"}
+        if unknown:
+            raise ValueError(f"unknown queue parameters {sorted(unknown)}")
+        self.queue_config[name] = dict(params)
+        queue = self.load_queue(name)
+        assert queue is not None
         return queue
 
     def get_queue(self, name: str) -> Queue | None:
