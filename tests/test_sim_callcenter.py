@@ -429,3 +429,70 @@ def test_separate_splits_like_switch_separate_string():
     assert separate("agent set status a@b 'Available (On Demand)'") == \
         ["agent", "set", "status", "a@b", "Available (On Demand)"]
     assert separate("a  b c d e f g h i") == ["a", "b", "c", "d", "e", "f", "g", "h i"]
+
+
+# -- [callcenter] in the sim TOML ----------------------------------------------------------
+CC_TOML = """
+[users.1001]
+answer_after = 0.5
+
+[dialplan]
+"5000" = "callcenter sales@default"
+
+[callcenter]
+agent_originate_timeout = 30
+
+[callcenter.queues."sales@default"]
+strategy = "ring-all"
+moh_sound = "local_stream://moh"
+max_wait_time = 120
+
+[[callcenter.agents]]
+name = "1001@default"
+contact = "user/1001"
+status = "Available"
+max_no_answer = 3
+
+[[callcenter.tiers]]
+queue = "sales@default"
+agent = "1001@default"
+level = 2
+"""
+
+
+def test_queues_agents_and_tiers_come_from_the_toml_callcenter_table(tmp_path):
+    from esl_dialer.sim import load_sim_config
+    path = tmp_path / "sim.toml"
+    path.write_text(CC_TOML)
+    sw = SimSwitch(load_sim_config(path).with_overrides(time_scale=SCALE), port=0)
+    rec = Recorder()
+    sw.listeners.add(rec)
+    try:
+        assert list(sw.callcenter.queues) == ["sales@default"]  # replaces the vanilla support@default
+        assert sw.callcenter.agent_originate_timeout == 30
+        head, rows = _table(cfg(sw, "queue list"))
+        row = dict(zip(head, rows[0]))
+        assert (row["strategy"], row["max_wait_time"], row["moh_sound"]) == ("ring-all", "120", "local_stream://moh")
+        assert (agent_row(sw, "1001@default")["status"], agent_row(sw, "1001@default")["max_no_answer"]) == \
+            ("Available", "3")
+        assert cfg(sw, "tier list") == "queue|agent|state|level|position\nsales@default|1001@default|Ready|2|1\n+OK\n"
+        member = sw.inbound_call("5000", "15550009", patience_s=1000.0, talk_s=1000.0)
+        assert wait_until(lambda: rec.cc("bridge-agent-start"), 5, 0.005)
+        assert sw.find(member).bridged_to == rec.cc("bridge-agent-start")[0]["CC-Agent-UUID"]
+    finally:
+        sw.stop(timeout=2)
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[callcenter]\nqueue = {}', "unknown keys ['queue']"),
+    ('[callcenter.queues."q@x"]\nstrategi = "ring-all"', "unknown keys ['strategi']"),
+    ('[callcenter.queues."q@x"]\nmax_wait_time = "10"', "max_wait_time: expected int"),
+    ('[[callcenter.agents]]\nname = "a"\nstatus = "Busy"', "unknown status 'Busy'"),
+    ('[[callcenter.tiers]]\nqueue = "support@default"\nagent = "nobody"', "must be ones defined here"),
+])
+def test_the_callcenter_table_rejects_unknown_keys_and_values(tmp_path, table, message):
+    from esl_dialer.sim import SimConfigError, load_sim_config
+    path = tmp_path / "sim.toml"
+    path.write_text(table + "\n")
+    with pytest.raises(SimConfigError, match=re.escape(message)):
+        load_sim_config(path)

@@ -13,13 +13,14 @@ the module's ``local_epoch_time_now``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import gevent
 from gevent.event import Event as GEvent
 
 from .chan_channel import Channel, channel_headers
+from .config import CallcenterConfig
 from .dialstring import DialStringError, parse_dialstring
 from .events import SimEvent
 from .plans import OriginateError
@@ -112,16 +113,6 @@ class Queue:
     last_agent_exist: int = 0
     last_agent_exist_check: int = 0
 
-
-# conf/vanilla/autoload_configs/callcenter.conf.xml: the queue the captures used
-VANILLA_QUEUES: Mapping[str, Mapping[str, Any]] = {
-    "support@default": {
-        "strategy": "longest-idle-agent", "moh_sound": "local_stream://moh", "time_base_score": "system",
-        "max_wait_time": 0, "max_wait_time_with_no_agent": 0, "max_wait_time_with_no_agent_time_reached": 5,
-        "tier_rules_apply": False, "tier_rule_wait_second": 300, "tier_rule_wait_multiply_level": True,
-        "tier_rule_no_agent_no_wait": False, "discard_abandoned_after": 60, "abandoned_resume_allowed": False,
-    },
-}
 
 AGENT_COLUMNS = ("name", "instance_id", "uuid", "type", "contact", "status", "state", "max_no_answer",
                  "wrap_up_time", "reject_delay_time", "busy_delay_time", "no_answer_delay_time",
@@ -238,11 +229,13 @@ class Offer:
 class CallCenter:
     """The module's state and threads for one simulated switch (``switch.callcenter``)."""
 
-    def __init__(self, switch: "SimSwitch", queues: Mapping[str, Mapping[str, Any]] | None = None,
-                 agent_originate_timeout: int = 60) -> None:
+    def __init__(self, switch: "SimSwitch", config: CallcenterConfig | None = None) -> None:
         self.switch = switch
-        self.queue_config: dict[str, Mapping[str, Any]] = dict(VANILLA_QUEUES if queues is None else queues)
-        self.agent_originate_timeout = agent_originate_timeout
+        config = config or getattr(switch.config, "callcenter", None) or CallcenterConfig()
+        # callcenter.conf's queues; "" stands for an unset param
+        self.queue_config: dict[str, Mapping[str, Any]] = {
+            name: {k: (None if v == "" else v) for k, v in asdict(q).items()} for name, q in config.queues.items()}
+        self.agent_originate_timeout = config.agent_originate_timeout
         self.queues: dict[str, Queue] = {}
         self.agents: dict[str, Agent] = {}
         self.tiers: list[Tier] = []
@@ -252,6 +245,17 @@ class CallCenter:
         self.app: Any = None  # the calls (:mod:`.model_callcenter_calls`) attach themselves here
         for name in self.queue_config:  # load_config: every configured queue is loaded at start
             self.load_queue(name)
+        for spec in config.agents:  # load_agent: add, then set what is given
+            if self.agent_add(spec.name, spec.type) not in (CC.SUCCESS, CC.AGENT_ALREADY_EXIST):
+                raise ValueError(f"callcenter agent {spec.name}: invalid type {spec.type!r}")
+            for key in ("contact", "status", "wrap_up_time", "max_no_answer", "reject_delay_time",
+                        "busy_delay_time", "no_answer_delay_time"):
+                value = getattr(spec, key)
+                if value not in ("", 0) and self.agent_update(key, str(value), spec.name) != CC.SUCCESS:
+                    raise ValueError(f"callcenter agent {spec.name}: invalid {key} {value!r}")
+        for tier in config.tiers:  # load_tier
+            if self.tier_add(tier.queue, tier.agent, TIER_READY, tier.level, tier.position) != CC.SUCCESS:
+                raise ValueError(f"callcenter tier {tier.queue} / {tier.agent}: unknown queue or agent")
 
     # -- clock and events -------------------------------------------------------------
     def now(self) -> int:
@@ -471,7 +475,7 @@ class CallCenter:
     def kick(self) -> None:
         """Something changed: let the dispatcher look at the members now (it also polls)."""
         self._kick.set()
-        if self._dispatcher is None or self._dispatcher.dead:
+        if self.members and (self._dispatcher is None or self._dispatcher.dead):
             self._dispatcher = self.switch.spawn(self._dispatch_loop)
 
     def _dispatch_loop(self) -> None:
@@ -632,7 +636,8 @@ class CallCenter:
             raise OriginateError("INVALID_NUMBER_FORMAT") from err
         for k, v in variables.items():
             ds.global_vars.setdefault(k, v)
-        ds.global_vars.setdefault("originate_timeout", str(self.agent_originate_timeout))
+        if "leg_timeout" not in ds.global_vars and not any("leg_timeout" in leg.variables for leg in ds.legs):
+            ds.global_vars.setdefault("originate_timeout", str(self.agent_originate_timeout))
         ch = self.switch.originate_legs(ds)
         ch.flip_cid()
         return ch
