@@ -314,7 +314,7 @@ def test_an_agent_is_never_offered_two_calls_at_once(sim):
 
 def test_agent_that_does_not_answer_is_counted_rested_and_the_next_agent_gets_the_call(sim):
     sim.callcenter.configure_queue("sales@test", strategy="top-down")
-    add_agent(sim, "deaf@test", "701", position=1, answer_after=100.0, contact="{originate_timeout=2}user/701")
+    add_agent(sim, "deaf@test", "701", position=1, answer_after=100.0, contact="[leg_timeout=2]user/701")
     assert cfg(sim, "agent set max_no_answer deaf@test 1") == "+OK\n"
     add_agent(sim, "ok@test", "702", position=2)
     member = caller(sim)
@@ -496,3 +496,24 @@ def test_the_callcenter_table_rejects_unknown_keys_and_values(tmp_path, table, m
     path.write_text(table + "\n")
     with pytest.raises(SimConfigError, match=re.escape(message)):
         load_sim_config(path)
+
+
+def test_uuid_standby_agent_is_bridged_on_its_own_channel_and_keeps_it(sim):
+    sim.callcenter.configure_queue("sales@test")
+    reply = sim.originate_command("{origination_uuid=7a1e0000-0000-4000-8000-000000000001,park_after_bridge=true}"
+                                  "loopback/9993 &park()")
+    agent_uuid = reply.split()[1]
+    assert cfg(sim, "agent add desk@test uuid-standby") == "+OK\n"
+    assert cfg(sim, f"agent set uuid desk@test {agent_uuid}") == "+OK\n"
+    assert cfg(sim, "tier add sales@test desk@test") == "+OK\n"
+    assert cfg(sim, "agent set status desk@test Available") == "+OK\n"
+    member = caller(sim)
+    assert sim_wait(sim, lambda: sim.rec.cc("bridge-agent-start"))
+    assert sim.rec.cc("bridge-agent-start")[0]["CC-Agent-UUID"] == agent_uuid
+    assert sim.find(member).bridged_to == agent_uuid
+    sim.hangup(sim.find(member), "NORMAL_CLEARING")
+    assert sim_wait(sim, lambda: sim.rec.cc("member-queue-end"))
+    assert sim.rec.cc("bridge-agent-end")[0]["CC-Agent-Bridged"] == "true"
+    assert sim.find(agent_uuid).alive  # back in park, still the agent's line
+    assert sim_wait(sim, lambda: agent_row(sim, "desk@test")["state"] == "Waiting")
+    assert agent_row(sim, "desk@test")["uuid"] == agent_uuid

@@ -512,7 +512,7 @@ class CallCenter:
         ch = self.switch.find(m.session_uuid)
         if ch is not None and not ch.alive:
             return  # hung up: callcenter_function is about to mark it Abandoned (milliseconds on a real switch)
-        if queue.strategy in RING_ALL and m.state == M_WAITING:
+        if queue.strategy.lower() in RING_ALL and m.state == M_WAITING:
             m.state = M_TRYING
         if queue.strategy == "ring-progressively" and ch is not None:
             last = ch.variables.get("cc_last_originated_call")
@@ -594,7 +594,7 @@ class CallCenter:
         if agent.instance_id.lower() != INSTANCE:
             return strategy == "ring-all"
         if strategy in RING_ALL:
-            won = m.serving_agent == queue.strategy
+            won = m.serving_agent == strategy
         else:
             if m.state == M_WAITING:
                 m.serving_agent, m.serving_system, m.state = agent.name, agent.instance_id, M_TRYING
@@ -609,9 +609,10 @@ class CallCenter:
                 ch.variables["cc_last_agent_tier_position"] = str(tier.position)
                 ch.variables["cc_last_agent_tier_level"] = str(tier.level)
         offer = Offer(member=m, member_uuid=m.uuid, member_session_uuid=m.session_uuid, member_cid_name=m.cid_name,
-                      member_cid_number=m.cid_number, member_joined_epoch=m.joined_epoch, queue=queue.name, strategy=queue.strategy, agent=agent.name,
-                      agent_system=agent.instance_id, agent_status=agent.status, agent_type=agent.type,
-                      agent_uuid=agent.uuid, contact=agent.contact, record_template=queue.record_template,
+                      member_cid_number=m.cid_number, member_joined_epoch=m.joined_epoch, queue=queue.name,
+                      strategy=queue.strategy, agent=agent.name, agent_system=agent.instance_id,
+                      agent_status=agent.status, agent_type=agent.type, agent_uuid=agent.uuid,
+                      contact=agent.contact, record_template=queue.record_template,
                       no_answer_count=agent.no_answer_count, max_no_answer=agent.max_no_answer,
                       reject_delay_time=agent.reject_delay_time, busy_delay_time=agent.busy_delay_time,
                       no_answer_delay_time=agent.no_answer_delay_time,

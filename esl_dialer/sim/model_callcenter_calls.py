@@ -57,8 +57,8 @@ class CallcenterCalls:
             session.request_break()
             session.poke()
 
-    def _member_headers(self, m: Member | None, uuid: str, session_uuid: str, cid_name: str,
-                        cid_number: str) -> list[tuple[str, str]]:
+    @staticmethod
+    def _member_headers(uuid: str, session_uuid: str, cid_name: str, cid_number: str) -> list[tuple[str, str]]:
         return [("CC-Member-UUID", uuid), ("CC-Member-Session-UUID", session_uuid),
                 ("CC-Member-CID-Name", cid_name), ("CC-Member-CID-Number", cid_number)]
 
@@ -97,7 +97,7 @@ class CallcenterCalls:
             resumed.running, resumed.serving_agent, resumed.serving_system = True, "", ""
         cc.fire("member-queue-start", [
             ("CC-Queue", queue_name), ("CC-Action", f"member-queue-{'resume' if resumed else 'start'}"),
-            *self._member_headers(None, member_uuid, ch.uuid, cid_name, cid_number)], ch)
+            *self._member_headers(member_uuid, ch.uuid, cid_name, cid_number)], ch)
         if resumed is None:
             strategy = queue.strategy.lower()
             cc.members[member_uuid] = Member(
@@ -147,7 +147,7 @@ class CallcenterCalls:
                 ("CC-Queue", queue_name), ("CC-Action", "member-queue-end"),
                 ("CC-Member-Leaving-Time", str(cc.now())), ("CC-Member-Joined-Time", str(t_member_called)),
                 ("CC-Cause", "Cancel"), ("CC-Cancel-Reason", member.cancel_reason),
-                *self._member_headers(member, member.uuid, ch.uuid, ch.caller_id_name, ch.caller_id_number)], ch)
+                *self._member_headers(member.uuid, ch.uuid, ch.caller_id_name, ch.caller_id_number)], ch)
             v["cc_queue_canceled_epoch"] = str(cc.now())
             v["cc_cause"] = "cancel"
             v["cc_cancel_reason"] = member.cancel_reason
@@ -197,7 +197,7 @@ class CallcenterCalls:
                 if m.state != M_ABANDONED and cc.members.get(m.uuid) is m:
                     m.state, m.session_uuid, m.abandoned_epoch = M_ABANDONED, "", cc.now()
                 return
-            member_hdrs = self._member_headers(m, h.member_uuid, h.member_session_uuid, h.member_cid_name,
+            member_hdrs = self._member_headers(h.member_uuid, h.member_session_uuid, h.member_cid_name,
                                                h.member_cid_number)
             cc.fire("agent-offering", [
                 ("CC-Queue", h.queue), ("CC-Action", "agent-offering"), ("CC-Agent", h.agent),
@@ -285,7 +285,7 @@ class CallcenterCalls:
         cc, sw, m = self.cc, self.switch, h.member
         agent_ch.variables.pop("cc_member_pre_answer_uuid", None)
         if h.strategy.lower() in RING_ALL:
-            if m.state == M_TRYING and m.serving_agent == h.strategy:
+            if m.state == M_TRYING and m.serving_agent == h.strategy.lower():
                 m.serving_agent, m.serving_system = h.agent, INSTANCE
             if not (m.serving_agent == h.agent and m.serving_system == INSTANCE):
                 sw.hangup(agent_ch, "LOSE_RACE")  # another agent of a ring-all won the member
