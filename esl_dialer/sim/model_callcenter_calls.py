@@ -24,6 +24,7 @@ from .model_callcenter import (
     INSTANCE, IN_A_QUEUE_CALL, IDLE, LOGGED_OUT, M_ABANDONED, M_ANSWERED, M_TRYING, M_WAITING, ON_DEMAND, RING_ALL,
     TIER_ACTIVE, TIER_NO_ANSWER, TIER_READY, WAITING, CallCenter, Member, Offer, _atoi,
 )
+from .model_callcenter_dispatch import Dispatcher
 from .plans import OriginateError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ ENDLESS_S = 86400.0  # local_stream:// music plays until broken
 def attach_callcenter(switch: Any, **kwargs: Any) -> CallCenter:
     """Give ``switch`` a mod_callcenter (``switch.callcenter``) and its ``callcenter`` application."""
     cc = CallCenter(switch, **kwargs)
+    Dispatcher(cc)
     CallcenterCalls(cc)
     switch.callcenter = cc
     return cc
