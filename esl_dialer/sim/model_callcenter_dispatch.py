@@ -32,6 +32,7 @@ class Dispatcher:
         self.switch = cc.switch
         self._kick = GEvent()
         self._dispatcher: gevent.Greenlet | None = None
+        self._pass: dict[str, tuple[list[tuple[Agent, Tier]], bool]] = {}  # per pass: a queue's agents
         cc.dispatcher = self
 
     def kick(self) -> None:
@@ -51,6 +52,7 @@ class Dispatcher:
             self._kick.wait(max(0.01, self.switch.clock.real(0.1)) if self.cc.members else None)
 
     def dispatch_once(self) -> None:
+        self._pass = {}
         now = self.cc.now()
         members = [m for m in self.cc.members.values()
                    if m.state in (M_WAITING, M_ABANDONED) or (m.serving_agent in RING_ALL and m.state == M_TRYING)]
@@ -76,15 +78,19 @@ class Dispatcher:
             return  # hung up: callcenter_function is about to mark it Abandoned (milliseconds on a real switch)
         if queue.strategy.lower() in RING_ALL and m.state == M_WAITING:
             m.state = M_TRYING
-        if queue.strategy == "ring-progressively" and ch is not None:
+        if queue.strategy.lower() == "ring-progressively" and ch is not None:
             last = ch.variables.get("cc_last_originated_call")
             delay = queue.ring_progressively_delay or 10
             if last and ch.alive and now < _atoi(last) + delay and ch.variables.get("cc_agent_found") != "true":
                 return
         cbt = {"tier": 0, "available": 0, "found": False}
-        for agent, tier in self._candidates(queue, ch):
-            if self._agent_row(queue, m, agent, tier, cbt):
-                break
+        rows, any_free = self._queue_rows(queue, now)
+        if any_free:
+            for agent, tier in self._candidates(queue, rows, ch):
+                if self._agent_row(queue, m, agent, tier, cbt):
+                    break
+        else:  # the loop would only note that the queue has agents (a shortcut, same outcome)
+            cbt["found"] = bool(rows)
         queue.last_agent_exist_check = self.cc.now()
         if cbt["found"]:
             queue.last_agent_exist = queue.last_agent_exist_check
@@ -92,11 +98,27 @@ class Dispatcher:
             ch.variables.pop("cc_last_agent_tier_position", None)
             ch.variables.pop("cc_last_agent_tier_level", None)
 
-    def _candidates(self, queue: Queue, ch: Channel | None) -> list[tuple[Agent, Tier]]:
+    def _queue_rows(self, queue: Queue, now: int) -> tuple[list[tuple[Agent, Tier]], bool]:
+        """The queue's logged-in agents (tier order) and whether any may be offered a call now."""
+        hit = self._pass.get(queue.name)
+        if hit is None:
+            agents = self.cc.agents
+            rows = [(agents[t.agent], t) for t in self.cc.tiers if t.queue == queue.name and t.agent in agents
+                    and agents[t.agent].status in (AVAILABLE, ON_BREAK, ON_DEMAND)]
+            hit = self._pass[queue.name] = (rows, any(self._contactable(queue, a, t, now) for a, t in rows))
+        return hit
+
+    @staticmethod
+    def _contactable(queue: Queue, agent: Agent, tier: Tier, now: int) -> bool:
+        """agents_callback's contact_agent: Waiting, tier Ready/No Answer, past wrap-up and ready time."""
+        return _canon(tier.state, (TIER_NO_ANSWER, TIER_READY)) is not None \
+            and agent.state.lower() == WAITING.lower() and agent.last_bridge_end < now - agent.wrap_up_time \
+            and agent.ready_time <= now and agent.status.lower() != ON_BREAK.lower() \
+            and not (queue.skip_agents_with_external_calls and agent.external_calls_count > 0)
+
+    def _candidates(self, queue: Queue, rows: list[tuple[Agent, Tier]],
+                    ch: Channel | None) -> list[tuple[Agent, Tier]]:
         """The SELECT of members_callback: agents of the queue in the strategy's order."""
-        rows = [(self.cc.agents[t.agent], t) for t in self.cc.tiers
-                if t.queue == queue.name and t.agent in self.cc.agents
-                and self.cc.agents[t.agent].status in (AVAILABLE, ON_BREAK, ON_DEMAND)]
         strategy = queue.strategy.lower()
         if strategy == "top-down":
             pos = _atoi(ch.variables.get("cc_last_agent_tier_position", "0")) if ch is not None else 0
@@ -106,9 +128,9 @@ class Dispatcher:
             union.sort(key=lambda d: (d[0], d[1][1].level, d[1][1].position, d[1][0].last_offered_call))
             return [r for _, r in union]
         if strategy == "round-robin":
-            offered = [r for r in rows if r[0].last_offered_call > 0] or \
-                [(self.cc.agents[t.agent], t) for t in self.cc.tiers if t.queue == queue.name and t.agent in self.cc.agents
-                 and self.cc.agents[t.agent].last_offered_call > 0]
+            agents = self.cc.agents  # the last agent offered a call in this queue, whatever its status
+            offered = [(agents[t.agent], t) for t in self.cc.tiers if t.queue == queue.name and t.agent in agents
+                       and agents[t.agent].last_offered_call > 0]
             union = []
             if offered:
                 last = max(offered, key=lambda r: r[0].last_offered_call)[1]
@@ -147,10 +169,7 @@ class Dispatcher:
             else:
                 return True  # not allowed to go on to the next tier yet
         cbt["available"] += 1
-        if _canon(tier.state, (TIER_NO_ANSWER, TIER_READY)) is None or agent.state.lower() != WAITING.lower() \
-                or not agent.last_bridge_end < now - agent.wrap_up_time or not agent.ready_time <= now \
-                or agent.status.lower() == ON_BREAK.lower() \
-                or (queue.skip_agents_with_external_calls and agent.external_calls_count > 0):
+        if not self._contactable(queue, agent, tier, now):
             return False
         strategy = queue.strategy.lower()
         if agent.instance_id.lower() != INSTANCE:
@@ -185,6 +204,7 @@ class Dispatcher:
                 t.state = TIER_OFFERING
             elif t.agent == agent.name and t.state == TIER_READY:
                 t.state = TIER_STANDBY
+        self._pass.clear()  # agents changed state
         g = self.switch.spawn(self.cc.app.agent_thread, offer)
         m.offers.add(g)
         g.link(lambda done: m.offers.discard(done))
