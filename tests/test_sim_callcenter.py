@@ -268,6 +268,20 @@ def test_lower_tier_level_is_offered_first_whatever_the_idle_time(sim):
     assert [e["CC-Agent"] for e in sim.rec.cc("agent-offering")] == ["top@test"]
 
 
+def test_round_robin_goes_on_after_the_last_agent_offered_even_when_the_first_is_free(sim):
+    sim.callcenter.configure_queue("sales@test", strategy="round-robin")
+    for i, name in enumerate(("r1@test", "r2@test", "r3@test")):
+        add_agent(sim, name, f"35{i}", position=i + 1)
+    caller(sim, "15550001")
+    assert sim_wait(sim, lambda: sim.rec.cc("bridge-agent-start"))
+    sim.hangup(sim.find(sim.rec.cc("bridge-agent-start")[0]["CC-Agent-UUID"]), "NORMAL_CLEARING")
+    assert sim_wait(sim, lambda: agent_row(sim, "r1@test")["state"] == "Waiting")
+    gevent.sleep(1.2 * SCALE)  # r1 is idle again, a second later (wrap-up compares whole seconds)
+    caller(sim, "15550002")
+    assert sim_wait(sim, lambda: len(sim.rec.cc("bridge-agent-start")) == 2)
+    assert [e["CC-Agent"] for e in sim.rec.cc("agent-offering")] == ["r1@test", "r2@test"]
+
+
 def test_tier_rules_hold_a_caller_at_level_one_until_the_wait_is_over(sim):
     sim.callcenter.configure_queue("sales@test", tier_rules_apply=True, tier_rule_wait_second=3,
                                    tier_rule_wait_multiply_level=False, tier_rule_no_agent_no_wait=False)
