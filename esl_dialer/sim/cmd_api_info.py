@@ -31,7 +31,8 @@ UPTIME_SCALE = {"": 1_000_000, "microseconds": 1, "us": 1, "milliseconds": 1000,
 
 # Modules whose behaviour the simulator reproduces (module_exists answers true for these).
 MODULES = frozenset({"mod_event_socket", "mod_commands", "mod_dptools", "mod_loopback", "mod_sofia",
-                     "mod_dialplan_xml", "mod_sndfile", "mod_local_stream", "mod_tone_stream", "mod_say_en"})
+                     "mod_dialplan_xml", "mod_sndfile", "mod_local_stream", "mod_tone_stream", "mod_say_en",
+                     "mod_callcenter"})
 
 # (syntax, description, module) as the SWITCH_ADD_API lines register them; `help` lists them.
 API_HELP = {

@@ -10,7 +10,7 @@ import math
 import random
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -172,6 +172,7 @@ class SimConfig:
     dialplan: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=lambda: dict(DEFAULT_DIALPLAN))
     inbound: InboundModel = InboundModel()
     gateways: tuple[str, ...] = ()  # empty = any gateway name is accepted
+    callcenter: CallcenterConfig = field(default_factory=lambda: CallcenterConfig())  # defined at the end
 
     def rule_for(self, number: str) -> NumberRule:
         for rule in self.rules:
@@ -239,7 +240,7 @@ def _dialplan_entry(value: Any, where: str) -> tuple[tuple[str, str], ...]:
 
 
 def _from_dict(data: Mapping[str, Any]) -> SimConfig:
-    known = {"sim", "calls", "numbers", "users", "dialplan", "inbound"}
+    known = {"sim", "calls", "numbers", "users", "dialplan", "inbound", "callcenter"}
     unknown = set(data) - known
     if unknown:
         raise SimConfigError(f"unknown sections {sorted(unknown)} (expected {sorted(known)})")
@@ -303,6 +304,8 @@ def _from_dict(data: Mapping[str, Any]) -> SimConfig:
             patience=Dist.parse(inb.get("patience", 120.0), "inbound.patience"),
             talk=Dist.parse(inb.get("talk", 60.0), "inbound.talk"),
         )
+    if "callcenter" in data:
+        kwargs["callcenter"] = _callcenter(data["callcenter"])
     return SimConfig(**kwargs)
 
 
@@ -320,3 +323,130 @@ def load_sim_config(path: str | Path) -> SimConfig:
         return _from_dict(data)
     except SimConfigError as err:
         raise SimConfigError(f"{path}: {err}") from err
+
+
+# -- [callcenter]: mod_callcenter's callcenter.conf ------------------------------------------
+@dataclass(frozen=True)
+class CallcenterQueue:
+    """A <queue> of mod_callcenter's callcenter.conf (the params, ``-`` written ``_``; "" = unset)."""
+
+    strategy: str = "longest-idle-agent"
+    moh_sound: str = ""
+    time_base_score: str = "queue"
+    tier_rules_apply: bool = False
+    tier_rule_wait_second: int = 0
+    tier_rule_wait_multiply_level: bool = False
+    tier_rule_no_agent_no_wait: bool = True
+    discard_abandoned_after: int = 60
+    abandoned_resume_allowed: bool = False
+    max_wait_time: int = 0
+    max_wait_time_with_no_agent: int = 0
+    max_wait_time_with_no_agent_time_reached: int = 5
+    record_template: str = ""
+    ring_progressively_delay: int = 0
+    skip_agents_with_external_calls: bool = True
+    agent_no_answer_status: str = "On Break"
+
+
+@dataclass(frozen=True)
+class CallcenterAgent:
+    """An <agent> of callcenter.conf (loaded as ``agent add`` + ``agent set``)."""
+
+    name: str = ""
+    type: str = "callback"
+    contact: str = ""
+    status: str = ""
+    max_no_answer: int = 0
+    wrap_up_time: int = 0
+    reject_delay_time: int = 0
+    busy_delay_time: int = 0
+    no_answer_delay_time: int = 0
+
+
+@dataclass(frozen=True)
+class CallcenterTier:
+    """A <tier> of callcenter.conf."""
+
+    queue: str = ""
+    agent: str = ""
+    level: int = 1
+    position: int = 1
+
+
+# conf/vanilla/autoload_configs/callcenter.conf.xml, the queue of c_callcenter.jsonl
+VANILLA_CALLCENTER_QUEUES: Mapping[str, CallcenterQueue] = {
+    "support@default": CallcenterQueue(
+        moh_sound="local_stream://moh", time_base_score="system", tier_rule_wait_second=300,
+        tier_rule_wait_multiply_level=True, tier_rule_no_agent_no_wait=False),
+}
+
+
+@dataclass(frozen=True)
+class CallcenterConfig:
+    """``[callcenter]``: mod_callcenter's settings, queues, agents and tiers.
+
+    Giving ``queues`` replaces the vanilla ``support@default`` (like writing
+    one's own callcenter.conf)."""
+
+    agent_originate_timeout: int = 60
+    queues: Mapping[str, CallcenterQueue] = field(default_factory=lambda: dict(VANILLA_CALLCENTER_QUEUES))
+    agents: tuple[CallcenterAgent, ...] = ()
+    tiers: tuple[CallcenterTier, ...] = ()
+
+
+def _plain_dataclass(cls: Any, data: Any, where: str) -> Any:
+    """Build a dataclass of str/int/bool fields from a TOML table; the fields are the allowed keys."""
+    if not isinstance(data, Mapping):
+        raise SimConfigError(f"{where}: expected a table")
+    allowed = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(allowed)
+    if unknown:
+        raise SimConfigError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
+    kwargs = {}
+    for key, value in data.items():
+        kind = type(allowed[key].default)
+        if (kind is bool) != isinstance(value, bool) or not isinstance(value, kind):
+            raise SimConfigError(f"{where}.{key}: expected {kind.__name__}, got {value!r}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _callcenter(data: Any) -> CallcenterConfig:
+    if not isinstance(data, Mapping):
+        raise SimConfigError("callcenter: expected a table")
+    allowed = {f.name for f in fields(CallcenterConfig)}
+    unknown = set(data) - allowed
+    if unknown:
+        raise SimConfigError(f"callcenter: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
+    kwargs: dict[str, Any] = {}
+    if "agent_originate_timeout" in data:
+        timeout = data["agent_originate_timeout"]
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
+            raise SimConfigError("callcenter.agent_originate_timeout: expected an integer > 0")
+        kwargs["agent_originate_timeout"] = timeout
+    if "queues" in data:
+        if not isinstance(data["queues"], Mapping):
+            raise SimConfigError("callcenter.queues: expected tables [callcenter.queues.\"<name>\"]")
+        kwargs["queues"] = {str(name): _plain_dataclass(CallcenterQueue, spec, f"callcenter.queues.{name}")
+                            for name, spec in data["queues"].items()}
+    for key, cls in (("agents", CallcenterAgent), ("tiers", CallcenterTier)):
+        if key in data:
+            items = data[key]
+            if not isinstance(items, list):
+                raise SimConfigError(f"callcenter.{key}: expected an array of tables ([[callcenter.{key}]])")
+            kwargs[key] = tuple(_plain_dataclass(cls, item, f"callcenter.{key}[{i}]") for i, item in enumerate(items))
+    names = set()
+    for i, agent in enumerate(kwargs.get("agents", ())):
+        if not agent.name:
+            raise SimConfigError(f"callcenter.agents[{i}].name is required")
+        if agent.type.lower() not in ("callback", "uuid-standby"):
+            raise SimConfigError(f"callcenter.agents[{i}].type: callback or uuid-standby, got {agent.type!r}")
+        if agent.status and agent.status.lower() not in ("logged out", "available", "available (on demand)",
+                                                         "on break"):
+            raise SimConfigError(f"callcenter.agents[{i}].status: unknown status {agent.status!r}")
+        names.add(agent.name)
+    queues = kwargs.get("queues", VANILLA_CALLCENTER_QUEUES)
+    for i, tier in enumerate(kwargs.get("tiers", ())):
+        if tier.queue not in queues or tier.agent not in names:
+            raise SimConfigError(f"callcenter.tiers[{i}]: queue and agent must be ones defined here")
+    return CallcenterConfig(**kwargs)

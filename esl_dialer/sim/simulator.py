@@ -24,6 +24,7 @@ import logging
 
 from .chan_session import Session
 from .cmd_api import ApiCommands
+from .cmd_callcenter import register_callcenter
 from .config import SimConfig
 from .model_switch import SwitchCore
 from .wire_listener import Listener
@@ -40,6 +41,7 @@ class SimSwitch(SwitchCore):
                  password: str | None = None) -> None:
         super().__init__(config, host=host, port=port, password=password)
         self.api = ApiCommands(self)
+        register_callcenter(self)  # mod_callcenter: switch.callcenter, the callcenter app, callcenter_config
 
     def start(self) -> "SimSwitch":
         self._server = EslServer(self)
