@@ -52,9 +52,9 @@ from esl_dialer.sim.config import DEFAULT_DIALPLAN
 from esl_dialer.sim.testing import RawEslClient
 
 HERE = Path(__file__).resolve().parent
-# Vendored captures first, then the shared directory of the project (e_timing, f_outbound_break).
+# Vendored captures first, then the project's shared/ beside the checkout (e_timing, f_outbound_break).
 CAPTURE_DIRS = [Path(p) for p in os.environ.get("ESL_CAPTURES_DIRS", "").split(os.pathsep) if p] + [
-    HERE / "esl-captures", Path("/work/shared/esl-captures")]
+    HERE / "esl-captures", HERE.parent.parent / "shared" / "esl-captures", Path("/work/shared/esl-captures")]
 
 REPLY_TYPES = ("command/reply", "api/response")
 EVENT_TYPES = ("text/event-plain", "text/event-json", "text/event-xml")
