@@ -116,3 +116,34 @@ def test_timing_bounds_are_the_captures_range_widened_for_a_loaded_machine():
     assert lo == pytest.approx(0.015) and hi == pytest.approx(0.122)
     lo, hi = conf.timing_bounds([1.002, 1.004])
     assert lo == pytest.approx(0.9018) and hi == pytest.approx(1.255)
+
+
+def _reorder_leg(frames: list[dict], role: str, order: list[str]) -> list[dict]:
+    """``frames`` with the events of ``role`` permuted (in place of each other) into ``order`` of event keys."""
+    roles = conf.roles(frames)
+    idx = [i for i, d in enumerate(frames) if isinstance(d.get("event"), dict)
+           and roles.get(d["event"].get("Unique-ID")) == role
+           and (d["event"].get("Application"), d["event"].get("Application-Data")) not in conf.IGNORED_APPS]
+    pool = [frames[i] for i in idx]
+    out = list(frames)
+    for i, key in zip(idx, order):
+        pick = next(d for d in pool if conf.event_key(d["event"]) == key)
+        pool.remove(pick)
+        out[i] = pick
+    return out
+
+
+def test_an_order_the_real_switch_showed_on_another_leg_is_accepted_but_no_other():
+    """The real switch races (a_inbound: the two B legs got the same events in different orders)."""
+    real = _capture("a_inbound")
+    shape = conf.shape(real)
+    b3 = [conf.event_key(e) for e in shape.channels["3-b"]]
+    b4 = [conf.event_key(e) for e in shape.channels["4-b"]]
+    assert b3 != b4 and sorted(b3) == sorted(b4)
+    as_other_leg = _reorder_leg(real, "3-b", b4)
+    assert not [d for d in conf.compare(real, as_other_leg) if "event order" in d]
+    made_up = list(b3)
+    k = made_up.index("CHANNEL_ANSWER")
+    made_up[k - 1], made_up[k] = made_up[k], made_up[k - 1]
+    diffs = conf.compare(real, _reorder_leg(real, "3-b", made_up))
+    assert any(d.startswith("channel 3-b: event order differs") for d in diffs)
