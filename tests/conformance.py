@@ -25,6 +25,7 @@ conformance.
 """
 from __future__ import annotations
 
+import bisect
 import difflib
 import functools
 import json
@@ -60,6 +61,7 @@ REPLY_TYPES = ("command/reply", "api/response")
 EVENT_TYPES = ("text/event-plain", "text/event-json", "text/event-xml")
 IGNORED_APPS = {("set", "open=true")}  # a helper step of the captured dialplan only
 TIMER_EVENTS = {"HEARTBEAT", "RE_SCHEDULE"}  # periodic, not caused by the script
+WINDOW_S = 1.5  # how long after a command its effects are looked for
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -416,15 +418,8 @@ def measure_timing(frames: list[dict]) -> dict[str, list[float]]:
     def named(name: str, app: str | None = None):
         return lambda e: e.get("Event-Name") == name and (app is None or e.get("Application") == app)
 
-    # an effect is looked for until the next reply on the same connection
-    reply_idx: dict[tuple, list[int]] = {}
-    for i, d in enumerate(frames):
-        if d.get("sent") and d.get("headers", {}).get("Content-Type") in REPLY_TYPES:
-            reply_idx.setdefault((d.get("conn"), d.get("call")), []).append(i)
-    next_reply: dict[int, int] = {}
-    for idxs in reply_idx.values():
-        for a, b in zip(idxs, idxs[1:]):
-            next_reply[a] = b
+    # an effect is looked for within WINDOW_S of the reply (the slowest in the README takes 0.4 s)
+    times = [d.get("t", 0.0) for d in frames]
     partner: dict[str, str] = {}
     a_leg: dict[str, str] = {}
     prev_reply = {}
@@ -437,7 +432,7 @@ def measure_timing(frames: list[dict]) -> dict[str, list[float]]:
         conn = (d.get("conn"), d.get("call"))
         since = prev_reply.get(conn, -1)
         prev_reply[conn] = i
-        until = next_reply.get(i)
+        until = bisect.bisect_right(times, d["t"] + WINDOW_S, lo=i)
         t0 = d["t"]
         argv = sent.split()
         body = (d.get("headers", {}).get("Reply-Text") or d.get("body") or "").strip()

@@ -147,3 +147,26 @@ def test_an_order_the_real_switch_showed_on_another_leg_is_accepted_but_no_other
     made_up[k - 1], made_up[k] = made_up[k], made_up[k - 1]
     diffs = conf.compare(real, _reorder_leg(real, "3-b", made_up))
     assert any(d.startswith("channel 3-b: event order differs") for d in diffs)
+
+
+def test_the_harness_measures_the_timing_table_of_the_captures_readme():
+    if "e_timing" not in conf.script_names():
+        pytest.skip("e_timing.jsonl not available")
+    t = {k: (round(min(v) * 1000), round(max(v) * 1000), len(v))
+         for k, v in conf.measure_timing(conf.load_capture("e_timing")[1]).items()}
+    assert t["uuid_bridge reply -> CHANNEL_UNPARK (A)"] == (20, 22, 10)
+    assert t["uuid_bridge reply -> CHANNEL_BRIDGE (A)"] == (61, 63, 10)
+    assert t["uuid_kill reply -> CHANNEL_HANGUP (other leg)"] == (20, 23, 10)
+    assert t["uuid_kill reply -> CHANNEL_HANGUP_COMPLETE (other leg)"] == (21, 25, 10)
+    assert t["uuid_kill reply -> CHANNEL_UNBRIDGE (A)"] == (20, 26, 10)
+    assert t["uuid_broadcast (sent right after the uuid_bridge reply) reply -> CHANNEL_EXECUTE (A)"][2] == 3
+    assert "uuid_broadcast (sent right after the uuid_bridge reply) reply -> PLAYBACK_START (A)" not in t  # lost
+    assert t["uuid_broadcast (bridged) reply -> PLAYBACK_START (B)"] == (361, 361, 2)
+    assert t["uuid_broadcast (parked leg) reply -> PLAYBACK_START (A)"] == (201, 202, 5)
+    assert t["PLAYBACK_START -> PLAYBACK_STOP (tone-1s.wav, done)"] == (1002, 1004, 8)
+    assert t["uuid_break reply -> PLAYBACK_STOP break #1"] == (21, 21, 1)
+    if "f_outbound_break" in conf.script_names():
+        f = {k: (round(min(v) * 1000), round(max(v) * 1000), len(v))
+             for k, v in conf.measure_timing(conf.load_capture("f_outbound_break")[1]).items()}
+        assert f["sendmsg execute playback #1 reply -> CHANNEL_EXECUTE"] == (20, 21, 4)
+        assert f["uuid_break all reply -> PLAYBACK_STOP break #3"] == (61, 61, 1)  # innermost first, one per 20 ms
