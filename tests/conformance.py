@@ -161,7 +161,9 @@ class Replayer:
                        "headers": dict(frame.raw_headers), "body": frame.text}
             ct = frame.content_type
             if ct in REPLY_TYPES and conn.pending:
-                d["sent"] = conn.pending.pop(0)
+                d["sent"], waited = conn.pending.pop(0)
+                if waited is not None:
+                    d["waited"] = waited  # the script waited before sending it (the capture shows it by time)
                 conn.replies += 1
                 if d["sent"] == "connect":
                     conn.uuid = frame.headers.get("Unique-ID")
@@ -182,9 +184,9 @@ class Replayer:
         self.conns.append(conn)
         return conn
 
-    def _send(self, conn: _Conn, line: str, wait: bool = True) -> None:
+    def _send(self, conn: _Conn, line: str, wait: bool = True, waited: bool | None = None) -> None:
         before = conn.replies
-        conn.pending.append(line)
+        conn.pending.append((line, waited))
         conn.client.send(encode_command(line) if "\n" not in line else line + "\n\n")
         deadline = time.monotonic() + self.reply_timeout
         while wait and conn.replies == before and time.monotonic() < deadline and not conn.reader.dead:
@@ -200,18 +202,19 @@ class Replayer:
         client = RawEslClient("127.0.0.1", self.sim.port, timeout=10)
         if inbound_auth:
             inbound = self._open("in", client)
-            inbound.pending.append("auth ***")
+            inbound.pending.append(("auth ***", None))
             client.send(b"auth ClueCon\n\n")
             deadline = time.monotonic() + 5
             while inbound.replies == 0 and time.monotonic() < deadline:
                 gevent.sleep(0.001)
         out: _Conn | None = None
         mark = 0
+        waited = False
         for step in script:
             if "send" in step or "in" in step:
                 target = inbound if "in" in step or out is None else out
                 mark = len(self.frames)
-                self._send(target, self._subst(step.get("send", step.get("in")), out))
+                self._send(target, self._subst(step.get("send", step.get("in")), out), waited=waited)
             elif "execute" in step:
                 lines = ["sendmsg", "call-command: execute", f"execute-app-name: {step['execute']}"]
                 if step.get("arg"):
@@ -219,7 +222,7 @@ class Replayer:
                 if step.get("lock"):
                     lines.append("event-lock: true")
                 mark = len(self.frames)
-                self._send(out, "\n".join(lines))
+                self._send(out, "\n".join(lines), waited=waited)
             elif "accept" in step:
                 sock, done = self.accepted.get(timeout=step.get("timeout_s", 10))
                 self.calls += 1
@@ -238,6 +241,7 @@ class Replayer:
                     gevent.sleep(0.001)
             elif "wait_s" in step:
                 gevent.sleep(step["wait_s"])
+            waited = "wait_event" in step or "wait_s" in step
         gevent.sleep(0.3)
         for conn in self.conns:
             conn.closing = True
@@ -468,7 +472,8 @@ def measure_timing(frames: list[dict]) -> dict[str, list[float]]:
         elif argv[:2] == ["api", "uuid_broadcast"] and len(argv) >= 4:
             x, which = argv[2], (argv[4] if len(argv) > 4 else "aleg")
             prev = frames[since] if since >= 0 else {}
-            if x in partner and prev.get("sent", "").startswith("api uuid_bridge") and d["t"] - prev["t"] < 0.045:
+            waited = d.get("waited", d["t"] - prev.get("t", 0.0) >= 0.045)  # captures show it by the time gap
+            if x in partner and prev.get("sent", "").startswith("api uuid_bridge") and not waited:
                 context = "sent right after the uuid_bridge reply"  # the script did not wait for CHANNEL_BRIDGE
             elif x in partner:
                 context = "bridged"
