@@ -498,9 +498,9 @@ def test_queues_agents_and_tiers_come_from_the_toml_callcenter_table(tmp_path):
 
 
 @pytest.mark.parametrize("table, message", [
-    ('[callcenter]\nqueue = {}', "unknown keys ['queue']"),
-    ('[callcenter.queues."q@x"]\nstrategi = "ring-all"', "unknown keys ['strategi']"),
-    ('[callcenter.queues."q@x"]\nmax_wait_time = "10"', "max_wait_time: expected int"),
+    ('[callcenter]\nqueue = {}', ":2: callcenter.queue: unknown key; did you mean 'queues'?"),
+    ('[callcenter.queues."q@x"]\nstrategi = "ring-all"', ":2: callcenter.queues.q@x.strategi: unknown key; did you mean 'strategy'?"),
+    ('[callcenter.queues."q@x"]\nmax_wait_time = "10"', ":2: callcenter.queues.q@x.max_wait_time: expected an integer"),
     ('[[callcenter.agents]]\nname = "a"\nstatus = "Busy"', "unknown status 'Busy'"),
     ('[[callcenter.tiers]]\nqueue = "support@default"\nagent = "nobody"', "must be ones defined here"),
 ])

@@ -6,13 +6,18 @@ documented default.
 """
 from __future__ import annotations
 
+import collections.abc
+import difflib
 import math
 import random
 import re
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping, Union
+
+from ..toml_lines import key_lines, line_of
 
 OUTCOMES = ("answer", "busy", "no_answer", "failed", "machine", "hangup_while_waiting")
 
@@ -24,8 +29,51 @@ DEFAULT_FAIL_CAUSE = {
 }
 
 
+Key = Union[str, int]
+
+
 class SimConfigError(ValueError):
-    """The TOML call model is invalid; the message names the key."""
+    """The TOML call model is invalid.
+
+    ``path`` is where (``("numbers", 1, "talk")``), ``suggestion`` the nearest
+    valid key for a typo; :func:`load_sim_config` adds the file and the line:
+    ``sim.toml:12: numbers[1].tlak: unknown key; did you mean 'talk'?``.
+    """
+
+    def __init__(self, message: str, path: tuple[Key, ...] | str = (), suggestion: str | None = None,
+                 file: str | None = None, line: int | None = None) -> None:
+        self.message = message
+        self.path = (path,) if isinstance(path, str) and path else tuple(path or ())
+        self.suggestion, self.file, self.line = suggestion, file, line
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        where = dotted(self.path)
+        text = f"{where}: {self.message}" if where else self.message
+        if self.suggestion:
+            text += f"; did you mean {self.suggestion!r}?"
+        if self.file:
+            text = f"{self.file}:{self.line}: {text}" if self.line else f"{self.file}: {text}"
+        return text
+
+    def located(self, file: str, line: int | None) -> "SimConfigError":
+        return SimConfigError(self.message, self.path, self.suggestion, file, line)
+
+
+def dotted(path: tuple[Key, ...]) -> str:
+    """("numbers", 1, "talk") -> "numbers[1].talk"."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def unknown_key(path: tuple[Key, ...], key: Any, allowed: Iterable[str], what: str = "key") -> SimConfigError:
+    """An unknown key, with the nearest allowed one (difflib) as the suggestion."""
+    allowed = sorted(str(a) for a in allowed)
+    guess = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+    hint = "" if guess else f" (expected one of: {', '.join(allowed)})"
+    return SimConfigError(f"unknown {what}{hint}", path + (key,), guess[0] if guess else None)
 
 
 @dataclass(frozen=True)
@@ -43,20 +91,32 @@ class Dist:
     lo: float = 0.0
     hi: float = math.inf
 
+    KEYS = ("dist", "value", "min", "max", "mean", "sd")  # of the table form
+    KINDS = ("fixed", "uniform", "exponential", "normal", "lognormal")
+
     @classmethod
-    def parse(cls, value: Any, where: str) -> "Dist":
+    def parse(cls, value: Any, where: tuple[Key, ...] | str) -> "Dist":
         if isinstance(value, bool):
-            raise SimConfigError(f"{where}: expected a number, a [min, max] pair or a table")
+            raise SimConfigError("expected a number, a [min, max] pair or a table", where)
         if isinstance(value, (int, float)):
             if value < 0:
-                raise SimConfigError(f"{where}: durations cannot be negative")
+                raise SimConfigError("durations cannot be negative", where)
             return cls("fixed", float(value))
         if isinstance(value, list):
-            if len(value) != 2 or not all(isinstance(v, (int, float)) for v in value) or value[0] > value[1]:
-                raise SimConfigError(f"{where}: a list must be [min, max] with min <= max")
+            if len(value) != 2 or not all(_is_number(v) for v in value) or value[0] > value[1]:
+                raise SimConfigError("a list must be [min, max] with min <= max", where)
             return cls("uniform", float(value[0]), float(value[1]), float(value[0]), float(value[1]))
         if isinstance(value, Mapping):
+            path = (where,) if isinstance(where, str) else tuple(where)
+            for key, item in value.items():
+                if key not in cls.KEYS:
+                    raise unknown_key(path, key, cls.KEYS)
+                if key != "dist" and not _is_number(item):
+                    raise SimConfigError(f"expected a number, got {item!r}", path + (key,))
             kind = value.get("dist", "fixed")
+            if kind not in cls.KINDS:
+                guess = difflib.get_close_matches(str(kind), cls.KINDS, n=1)
+                raise SimConfigError(f"unknown dist {kind!r}", path + ("dist",), guess[0] if guess else None)
             lo, hi = float(value.get("min", 0.0)), float(value.get("max", math.inf))
             try:
                 if kind == "fixed":
@@ -65,12 +125,10 @@ class Dist:
                     return cls("uniform", float(value["min"]), float(value["max"]), lo, hi)
                 if kind == "exponential":
                     return cls("exponential", float(value["mean"]), 0.0, lo, hi)
-                if kind in ("normal", "lognormal"):
-                    return cls(kind, float(value["mean"]), float(value["sd"]), lo, hi)
+                return cls(kind, float(value["mean"]), float(value["sd"]), lo, hi)
             except KeyError as err:
-                raise SimConfigError(f"{where}: dist {kind!r} needs {err.args[0]!r}") from err
-            raise SimConfigError(f"{where}: unknown dist {kind!r}")
-        raise SimConfigError(f"{where}: expected a number, a [min, max] pair or a table")
+                raise SimConfigError(f"dist {kind!r} needs {err.args[0]!r}", path) from err
+        raise SimConfigError("expected a number, a [min, max] pair or a table", where)
 
     def sample(self, rng: random.Random) -> float:
         if self.kind == "fixed":
@@ -172,7 +230,7 @@ class SimConfig:
     dialplan: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=lambda: dict(DEFAULT_DIALPLAN))
     inbound: InboundModel = InboundModel()
     gateways: tuple[str, ...] = ()  # empty = any gateway name is accepted
-    callcenter: CallcenterConfig = field(default_factory=lambda: CallcenterConfig())  # defined at the end
+    callcenter: "CallcenterConfig" = field(default_factory=lambda: CallcenterConfig())  # defined below
 
     def rule_for(self, number: str) -> NumberRule:
         for rule in self.rules:
@@ -188,40 +246,115 @@ class SimConfig:
         return _from_dict(data)
 
 
-def _rule(data: Mapping[str, Any], where: str, base: NumberRule | None = None) -> NumberRule:
-    base = base or NumberRule()
-    rates = dict(base.rates)
-    given = {k: data[k] for k in OUTCOMES if k in data}
-    if given:
-        for key, value in given.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise SimConfigError(f"{where}.{key}: a rate must be a number >= 0")
-        rates = {k: float(v) for k, v in given.items()}
-    match = data.get("match", base.match)
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# --------------------------------------------------------------------------- TOML -> SimConfig
+# Values are converted by the dataclass field's type; every key not a field is refused.
+def convert(value: Any, typ: Any, path: tuple[Key, ...]) -> Any:
+    """A TOML value as the field type ``typ`` wants it (bool, int, float, str, Dist, tuple[str, ...])."""
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin is Union or type(typ).__name__ == "UnionType":
+        options = [a for a in args if a is not type(None)]
+        return convert(value, options[0], path) if len(options) == 1 else value
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise SimConfigError(f"expected true or false, got {value!r}", path)
+        return value
+    if typ is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise SimConfigError(f"expected an integer, got {value!r}", path)
+        return value
+    if typ is float:
+        if not _is_number(value):
+            raise SimConfigError(f"expected a number, got {value!r}", path)
+        return float(value)
+    if typ is str:
+        if not isinstance(value, str):
+            raise SimConfigError(f"expected a string, got {value!r}", path)
+        return value
+    if typ is Dist:
+        return Dist.parse(value, path)
+    if origin is tuple and args[-1:] == (Ellipsis,) and args[0] is str:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise SimConfigError(f"expected a list of strings, got {value!r}", path)
+        return tuple(value)
+    return value
+
+
+def _is_table_type(typ: Any) -> bool:
+    """Fields that are tables of their own (not keys of [sim])."""
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    return (is_dataclass(typ) or origin in (dict, collections.abc.Mapping) or typ is Mapping
+            or (origin is tuple and bool(args) and is_dataclass(args[0])))
+
+
+# Range checks: (table, key) -> (test, what it must be).  Field metadata {"check": (test, text)} works too.
+CHECKS: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
+    ("sim", "port"): (lambda v: 0 <= v <= 65535, "must be 0..65535"),
+    ("sim", "time_scale"): (lambda v: v > 0, "must be > 0"),
+    ("sim", "heartbeat_s"): (lambda v: v > 0, "must be > 0"),
+    ("sim", "max_sessions"): (lambda v: v >= 1, "must be >= 1"),
+    ("sim", "sessions_per_second"): (lambda v: v >= 0, "must be >= 0"),
+    ("sim", "playback_default_s"): (lambda v: v >= 0, "must be >= 0"),
+    ("sim", "record_speech_s"): (lambda v: v >= 0, "must be >= 0"),
+    ("sim", "say_item_s"): (lambda v: v >= 0, "must be >= 0"),
+    ("sim", "history_limit"): (lambda v: v >= 1, "must be >= 1"),
+    ("inbound", "rate_per_minute"): (lambda v: v >= 0, "must be >= 0"),
+    ("users", "answer_after"): (lambda v: v >= 0, "must be >= 0"),
+}
+
+
+def parse_dataclass(cls: type, data: Any, path: tuple[Key, ...], *, base: Any = None,
+                    aliases: Mapping[str, str] | None = None, exclude: Iterable[str] = (),
+                    fixed: Mapping[str, Any] | None = None) -> Any:
+    """A TOML table as an instance of ``cls``: keys are its fields (``aliases`` maps field -> TOML key)."""
+    if not isinstance(data, Mapping):
+        raise SimConfigError(f"expected a table, got {data!r}", path)
+    hints = typing.get_type_hints(cls)
+    aliases = aliases or {}
+    by_key = {aliases.get(f.name, f.name): f for f in fields(cls) if f.name not in set(exclude)}
+    kwargs: dict[str, Any] = dict(fixed or {})
+    for key, value in data.items():
+        f = by_key.get(key)
+        if f is None:
+            raise unknown_key(path, key, by_key)
+        converted = convert(value, hints[f.name], path + (key,))
+        check = f.metadata.get("check") or CHECKS.get((str(path[0]) if path else "", key))
+        if check is not None and _is_number(converted) and not check[0](converted):
+            raise SimConfigError(check[1], path + (key,))
+        kwargs[f.name] = converted
     try:
-        re.compile(match)
+        return replace(base, **kwargs) if base is not None else cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise SimConfigError(str(err), path) from err
+
+
+def _rule(data: Any, path: tuple[Key, ...] | str, base: NumberRule | None = None) -> NumberRule:
+    path = (path,) if isinstance(path, str) else path
+    if not isinstance(data, Mapping):
+        raise SimConfigError("expected a table", path)
+    base = base or NumberRule()
+    given = {k: v for k, v in data.items() if k in OUTCOMES}
+    for key, value in given.items():
+        if not _is_number(value) or value < 0:
+            raise SimConfigError("a rate must be a number >= 0", path + (key,))
+    others = {k: v for k, v in data.items() if k not in OUTCOMES}
+    keys = [f.name for f in fields(NumberRule) if f.name != "rates"]
+    for key in others:
+        if key not in keys:
+            raise unknown_key(path, key, [*keys, *OUTCOMES])
+    rule = parse_dataclass(NumberRule, others, path, base=base, exclude=("rates",))
+    try:
+        re.compile(rule.match)
     except re.error as err:
-        raise SimConfigError(f"{where}.match: invalid regex: {err}") from err
-    unknown = set(data) - set(OUTCOMES) - {
-        "match", "ring", "talk", "patience", "machine_talk", "fail_cause", "early_media", "dtmf"
-    }
-    if unknown:
-        raise SimConfigError(f"{where}: unknown keys {sorted(unknown)}")
-    return NumberRule(
-        match=match,
-        rates=rates,
-        ring=Dist.parse(data["ring"], f"{where}.ring") if "ring" in data else base.ring,
-        talk=Dist.parse(data["talk"], f"{where}.talk") if "talk" in data else base.talk,
-        patience=Dist.parse(data["patience"], f"{where}.patience") if "patience" in data else base.patience,
-        machine_talk=Dist.parse(data["machine_talk"], f"{where}.machine_talk")
-        if "machine_talk" in data else base.machine_talk,
-        fail_cause=str(data.get("fail_cause", base.fail_cause)).upper(),
-        early_media=bool(data.get("early_media", base.early_media)),
-        dtmf=str(data.get("dtmf", base.dtmf)),
-    )
+        raise SimConfigError(f"invalid regex: {err}", path + ("match",)) from err
+    rates = {k: float(v) for k, v in given.items()} if given else dict(base.rates)
+    return replace(rule, rates=rates, fail_cause=rule.fail_cause.upper())
 
 
-def _dialplan_entry(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+def _dialplan_entry(value: Any, where: tuple[Key, ...] | str) -> tuple[tuple[str, str], ...]:
     if isinstance(value, str):
         app, _, arg = value.strip().partition(" ")
         return ((app, arg.strip()),)
@@ -234,95 +367,68 @@ def _dialplan_entry(value: Any, where: str) -> tuple[tuple[str, str], ...]:
             elif isinstance(item, list) and len(item) in (1, 2) and all(isinstance(x, str) for x in item):
                 out.append((item[0], item[1] if len(item) == 2 else ""))
             else:
-                raise SimConfigError(f"{where}: each step is \"app args\" or [app, args]")
+                raise SimConfigError("each step is \"app args\" or [app, args]", where)
         return tuple(out)
-    raise SimConfigError(f"{where}: expected \"app args\" or a list of steps")
+    raise SimConfigError("expected \"app args\" or a list of steps", where)
 
 
-def _from_dict(data: Mapping[str, Any]) -> SimConfig:
-    known = {"sim", "calls", "numbers", "users", "dialplan", "inbound", "callcenter"}
-    unknown = set(data) - known
-    if unknown:
-        raise SimConfigError(f"unknown sections {sorted(unknown)} (expected {sorted(known)})")
-    sim = dict(data.get("sim", {}))
-    kwargs: dict[str, Any] = {}
-    for key, typ in (
-        ("host", str), ("port", int), ("password", str), ("seed", int), ("time_scale", float),
-        ("hostname", str), ("ipv4", str), ("heartbeat_s", float), ("max_sessions", int),
-        ("sessions_per_second", int), ("playback_default_s", float), ("sounds_dir", str),
-        ("history_limit", int), ("record_speech_s", float), ("say_item_s", float),
-    ):
-        if key in sim:
-            value = sim.pop(key)
-            try:
-                kwargs[key] = typ(value)
-            except (TypeError, ValueError) as err:
-                raise SimConfigError(f"sim.{key}: expected {typ.__name__}, got {value!r}") from err
-    if "acl" in sim:
-        kwargs["acl"] = tuple(str(x) for x in sim.pop("acl"))
-    if "gateways" in sim:
-        kwargs["gateways"] = tuple(str(x) for x in sim.pop("gateways"))
-    if sim:
-        raise SimConfigError(f"sim: unknown keys {sorted(sim)}")
-    if kwargs.get("time_scale", 1.0) <= 0:
-        raise SimConfigError("sim.time_scale must be > 0")
-    for key in ("record_speech_s", "say_item_s"):
-        if kwargs.get(key, 0.0) < 0:
-            raise SimConfigError(f"sim.{key} must be >= 0")
-    if kwargs.get("history_limit", 1) < 1:
-        raise SimConfigError("sim.history_limit must be >= 1")
-    default_rule = _rule(data.get("calls", {}), "calls")
-    kwargs["default_rule"] = default_rule
-    numbers = data.get("numbers", [])
-    if not isinstance(numbers, list):
-        raise SimConfigError("numbers: expected an array of tables ([[numbers]])")
-    kwargs["rules"] = tuple(_rule(r, f"numbers[{i}]", default_rule) for i, r in enumerate(numbers))
+def sim_keys() -> dict[str, str]:
+    """[sim] keys: the SimConfig fields that are not tables of their own."""
+    hints = typing.get_type_hints(SimConfig)
+    return {f.name: f.name for f in fields(SimConfig) if not _is_table_type(hints[f.name])}
+
+
+def _sim_table(data: Any, path: tuple[Key, ...]) -> dict[str, Any]:
+    keys = sim_keys()
+    if not isinstance(data, Mapping):
+        raise SimConfigError("expected a table", path)
+    for key in data:
+        if key not in keys:
+            raise unknown_key(path, key, keys)
+    cfg = parse_dataclass(SimConfig, data, path, exclude=[f.name for f in fields(SimConfig) if f.name not in keys])
+    return {k: getattr(cfg, k) for k in data}
+
+
+def _calls_table(data: Any, path: tuple[Key, ...]) -> dict[str, Any]:
+    return {"default_rule": _rule(data, path)}
+
+
+def _numbers_table(data: Any, path: tuple[Key, ...], default_rule: NumberRule) -> dict[str, Any]:
+    if not isinstance(data, list):
+        raise SimConfigError("expected an array of tables ([[numbers]])", path)
+    return {"rules": tuple(_rule(r, path + (i,), default_rule) for i, r in enumerate(data))}
+
+
+def _users_table(data: Any, path: tuple[Key, ...]) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise SimConfigError("expected a table of extensions ([users.1001])", path)
     users = {}
-    for ext, spec in dict(data.get("users", {})).items():
-        if isinstance(spec, (int, float)):
+    for ext, spec in data.items():
+        if _is_number(spec):
             spec = {"answer_after": spec}
-        users[str(ext)] = UserPhone(
-            ext=str(ext),
-            answer_after_s=float(spec.get("answer_after", 0.2)),
-            registered=bool(spec.get("registered", True)),
-            busy=bool(spec.get("busy", False)),
-            dtmf=str(spec.get("dtmf", "")),
-        )
-    kwargs["users"] = users
-    if "dialplan" in data:
-        plan = dict(DEFAULT_DIALPLAN)
-        for dest, value in dict(data["dialplan"]).items():
-            plan[str(dest)] = _dialplan_entry(value, f"dialplan.{dest}")
-        kwargs["dialplan"] = plan
-    if "inbound" in data:
-        inb = dict(data["inbound"])
-        kwargs["inbound"] = InboundModel(
-            rate_per_minute=float(inb.get("rate_per_minute", 0.0)),
-            destination=str(inb.get("destination", "7000")),
-            caller_id_prefix=str(inb.get("caller_id_prefix", "1555200")),
-            dtmf=str(inb.get("dtmf", "1#")),
-            patience=Dist.parse(inb.get("patience", 120.0), "inbound.patience"),
-            talk=Dist.parse(inb.get("talk", 60.0), "inbound.talk"),
-        )
-    if "callcenter" in data:
-        kwargs["callcenter"] = _callcenter(data["callcenter"])
-    return SimConfig(**kwargs)
+        users[str(ext)] = parse_dataclass(UserPhone, spec, path + (ext,), aliases={"answer_after_s": "answer_after"},
+                                          exclude=("ext",), fixed={"ext": str(ext)})
+    return {"users": users}
 
 
-def load_sim_config(path: str | Path) -> SimConfig:
-    """Read a TOML call model; errors name the file and the key."""
-    path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError as err:
-        raise SimConfigError(f"{path}: no such file") from err
-    except tomllib.TOMLDecodeError as err:
-        raise SimConfigError(f"{path}: invalid TOML: {err}") from err
-    try:
-        return _from_dict(data)
-    except SimConfigError as err:
-        raise SimConfigError(f"{path}: {err}") from err
+def _dialplan_table(data: Any, path: tuple[Key, ...]) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise SimConfigError("expected a table of destinations", path)
+    plan = dict(DEFAULT_DIALPLAN)
+    for dest, value in data.items():
+        plan[str(dest)] = _dialplan_entry(value, path + (dest,))
+    return {"dialplan": plan}
+
+
+# Top-level tables of the TOML file: name -> parser(data, path) -> SimConfig keyword arguments.
+TABLES: dict[str, Callable[..., dict[str, Any]]] = {
+    "sim": _sim_table,
+    "calls": _calls_table,
+    "numbers": _numbers_table,
+    "users": _users_table,
+    "dialplan": _dialplan_table,
+    "callcenter": lambda data, path: _callcenter_table(data, path),
+}
 
 
 # -- [callcenter]: mod_callcenter's callcenter.conf ------------------------------------------
@@ -394,59 +500,88 @@ class CallcenterConfig:
     tiers: tuple[CallcenterTier, ...] = ()
 
 
-def _plain_dataclass(cls: Any, data: Any, where: str) -> Any:
-    """Build a dataclass of str/int/bool fields from a TOML table; the fields are the allowed keys."""
+def _callcenter_table(data: Any, path: tuple[Key, ...]) -> dict[str, Any]:
+    """``[callcenter]``: settings, ``[callcenter.queues."<name>"]``, ``[[callcenter.agents]]``, ``[[callcenter.tiers]]``."""
     if not isinstance(data, Mapping):
-        raise SimConfigError(f"{where}: expected a table")
-    allowed = {f.name: f for f in fields(cls)}
-    unknown = set(data) - set(allowed)
-    if unknown:
-        raise SimConfigError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
-    kwargs = {}
-    for key, value in data.items():
-        kind = type(allowed[key].default)
-        if (kind is bool) != isinstance(value, bool) or not isinstance(value, kind):
-            raise SimConfigError(f"{where}.{key}: expected {kind.__name__}, got {value!r}")
-        kwargs[key] = value
-    return cls(**kwargs)
-
-
-def _callcenter(data: Any) -> CallcenterConfig:
-    if not isinstance(data, Mapping):
-        raise SimConfigError("callcenter: expected a table")
-    allowed = {f.name for f in fields(CallcenterConfig)}
-    unknown = set(data) - allowed
-    if unknown:
-        raise SimConfigError(f"callcenter: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
+        raise SimConfigError("expected a table", path)
+    allowed = [f.name for f in fields(CallcenterConfig)]
     kwargs: dict[str, Any] = {}
-    if "agent_originate_timeout" in data:
-        timeout = data["agent_originate_timeout"]
-        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
-            raise SimConfigError("callcenter.agent_originate_timeout: expected an integer > 0")
-        kwargs["agent_originate_timeout"] = timeout
-    if "queues" in data:
-        if not isinstance(data["queues"], Mapping):
-            raise SimConfigError("callcenter.queues: expected tables [callcenter.queues.\"<name>\"]")
-        kwargs["queues"] = {str(name): _plain_dataclass(CallcenterQueue, spec, f"callcenter.queues.{name}")
-                            for name, spec in data["queues"].items()}
-    for key, cls in (("agents", CallcenterAgent), ("tiers", CallcenterTier)):
-        if key in data:
-            items = data[key]
-            if not isinstance(items, list):
-                raise SimConfigError(f"callcenter.{key}: expected an array of tables ([[callcenter.{key}]])")
-            kwargs[key] = tuple(_plain_dataclass(cls, item, f"callcenter.{key}[{i}]") for i, item in enumerate(items))
+    for key, value in data.items():
+        where = path + (key,)
+        if key == "agent_originate_timeout":
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise SimConfigError("expected an integer > 0", where)
+            kwargs[key] = value
+        elif key == "queues":
+            if not isinstance(value, Mapping):
+                raise SimConfigError('expected tables [callcenter.queues."<name>"]', where)
+            kwargs[key] = {str(name): parse_dataclass(CallcenterQueue, spec, where + (name,))
+                           for name, spec in value.items()}
+        elif key in ("agents", "tiers"):
+            cls = CallcenterAgent if key == "agents" else CallcenterTier
+            if not isinstance(value, list):
+                raise SimConfigError(f"expected an array of tables ([[callcenter.{key}]])", where)
+            kwargs[key] = tuple(parse_dataclass(cls, item, where + (i,)) for i, item in enumerate(value))
+        else:
+            raise unknown_key(path, key, allowed)
     names = set()
     for i, agent in enumerate(kwargs.get("agents", ())):
+        where = path + ("agents", i)
         if not agent.name:
-            raise SimConfigError(f"callcenter.agents[{i}].name is required")
+            raise SimConfigError("name is required", where)
         if agent.type.lower() not in ("callback", "uuid-standby"):
-            raise SimConfigError(f"callcenter.agents[{i}].type: callback or uuid-standby, got {agent.type!r}")
+            raise SimConfigError(f"type: callback or uuid-standby, got {agent.type!r}", where)
         if agent.status and agent.status.lower() not in ("logged out", "available", "available (on demand)",
                                                          "on break"):
-            raise SimConfigError(f"callcenter.agents[{i}].status: unknown status {agent.status!r}")
+            raise SimConfigError(f"status: unknown status {agent.status!r}", where)
         names.add(agent.name)
     queues = kwargs.get("queues", VANILLA_CALLCENTER_QUEUES)
     for i, tier in enumerate(kwargs.get("tiers", ())):
         if tier.queue not in queues or tier.agent not in names:
-            raise SimConfigError(f"callcenter.tiers[{i}]: queue and agent must be ones defined here")
-    return CallcenterConfig(**kwargs)
+            raise SimConfigError("queue and agent must be ones defined here", path + ("tiers", i))
+    return {"callcenter": CallcenterConfig(**kwargs)}
+
+
+def register_table(name: str, cls: type, field_name: str | None = None) -> None:
+    """A dataclass-backed table: ``[name]`` keys are ``cls``'s fields; the result goes to SimConfig.<field_name>.
+
+    One line per new table, e.g. ``register_table("timing", TimingConfig)``.
+    """
+    TABLES[name] = lambda data, path: {field_name or name: parse_dataclass(cls, data, path)}
+
+
+register_table("inbound", InboundModel)
+
+
+def _from_dict(data: Mapping[str, Any]) -> SimConfig:
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in TABLES:
+            if name in sim_keys():
+                raise SimConfigError(f"{name!r} belongs in the [sim] table", (name,))
+            raise unknown_key((), name, TABLES, what="table" if isinstance(value, (Mapping, list)) else "key")
+        if name != "numbers":
+            kwargs.update(TABLES[name](value, (name,)))
+    if "numbers" in data:
+        kwargs.update(TABLES["numbers"](data["numbers"], ("numbers",), kwargs.get("default_rule", NumberRule())))
+    return SimConfig(**kwargs)
+
+
+def load_sim_config(path: str | Path) -> SimConfig:
+    """Read a TOML call model; errors are ``file:line: key: message; did you mean 'x'?``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise SimConfigError("no such file", file=str(path)) from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise SimConfigError(f"cannot read: {err}", file=str(path)) from err
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        m = re.search(r"\(at line (\d+), column \d+\)", str(err))
+        raise SimConfigError(f"invalid TOML: {err}", file=str(path), line=int(m.group(1)) if m else None) from err
+    try:
+        return _from_dict(data)
+    except SimConfigError as err:
+        raise err.located(str(path), line_of(key_lines(text), err.path)) from None
