@@ -34,7 +34,7 @@ from urllib.parse import unquote
 
 from conformance_capture import (  # noqa: F401  (re-exported: the tests use conformance.*)
     CAPTURE_DIRS, IGNORED_APPS, REPLY_TYPES, TIMER_EVENTS, UUID_RE, load_capture, norm_command, script_names)
-from conformance_replay import run_on_simulator  # noqa: F401
+from conformance_replay import PRELUDES, run_on_simulator  # noqa: F401
 from conformance_timing import measure_timing, timing_bounds
 
 
@@ -268,4 +268,4 @@ if __name__ == "__main__":  # PYTHONPATH=. python tests/conformance.py [capture 
 
     for capture in sys.argv[1:] or script_names():
         steps, frames = load_capture(capture)
-        print(report(capture, compare(frames, run_on_simulator(steps))), flush=True)
+        print(report(capture, compare(frames, run_on_simulator(steps, prelude=PRELUDES.get(capture)))), flush=True)

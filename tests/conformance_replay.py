@@ -170,7 +170,25 @@ class Replayer:
         return sorted(self.frames, key=lambda d: d["t"])
 
 
-def run_on_simulator(script: list[dict], **config: object) -> list[dict]:
+def _stale_callcenter_members(sim: SimSwitch) -> None:
+    """c_callcenter: the real switch's database still held two members abandoned by an earlier run
+    (5 s before, within discard-abandoned-after); the first ``queue list members`` shows them."""
+    from esl_dialer.sim.model_callcenter import M_ABANDONED, Member
+
+    cc = sim.callcenter
+    now = cc.now()
+    for i, uuid in enumerate(("d8d1890d-c13e-40aa-9785-0ad32eaf1b6d", "b703aa29-12be-4633-98e8-d58e2dee0346")):
+        joined = now - 41 + i
+        cc.members[uuid] = Member(queue="support@default", uuid=uuid, session_uuid="", cid_number="9993",
+                                  cid_name="Outbound Call", system_epoch=joined, joined_epoch=joined,
+                                  abandoned_epoch=now - 5, state=M_ABANDONED)
+
+
+# What the real switch held before a capture's script ran, recreated before the replay.
+PRELUDES = {"c_callcenter": _stale_callcenter_members}
+
+
+def run_on_simulator(script: list[dict], *, prelude=None, **config: object) -> list[dict]:
     """Start a simulator (and an outbound-socket app if the script accepts calls), replay, stop all."""
     accepted = gevent.queue.Queue()
     server = gevent.server.StreamServer(("127.0.0.1", 0), lambda sock, addr: _hold(accepted, sock))
@@ -182,6 +200,8 @@ def run_on_simulator(script: list[dict], **config: object) -> list[dict]:
         cfg = SimConfig(**{"time_scale": 1.0, "hostname": "vm", "sounds_dir": sounds, "dialplan": plan, **config})
         sim = SimSwitch(cfg, port=0).start()
         try:
+            if prelude is not None:
+                prelude(sim)
             return Replayer(sim, accepted=accepted).run(script)
         finally:
             sim.stop(timeout=2)
