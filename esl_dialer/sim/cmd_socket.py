@@ -173,14 +173,7 @@ class EventSocketCommands:
         return encode_command_reply("+OK events nixed")
 
     def cmd_noevents(self, frame: Frame, line: str):
-        # flush_listener: events already queued are dropped too
-        pending = []
-        while not self.inbox.empty():
-            kind, item = self.inbox.get_nowait()
-            if kind != "event":
-                pending.append((kind, item))
-        for entry in pending:
-            self.inbox.put(entry)
+        self.flush_events()  # flush_listener: events already queued are dropped too
         if not self.events_on:
             return encode_command_reply("-ERR not listening for events")
         self.events_on = False
