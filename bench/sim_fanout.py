@@ -66,10 +66,11 @@ KILL_TEXT = b"killed listener because of lost events"
 
 
 # ---------------------------------------------------------------- helpers
-def _proc_cpu(pid: int) -> float:
+def _proc_cpu(pid: int, part: str = "both") -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf(os.sysconf_names["SC_CLK_TCK"])
-    return (int(fields[11]) + int(fields[12])) / ticks
+    user, system = int(fields[11]), int(fields[12])
+    return {"user": user, "system": system, "both": user + system}[part] / ticks
 
 
 def _schedstat(pid: int) -> tuple[float, float]:
@@ -301,7 +302,8 @@ def drive(port: int, seconds: float, rate: float, api_rate: float) -> dict:
                     late_sends += 1
                 i += 1
                 num = f"1555000{i % 10000:04d}"
-                line = f"bgapi originate {{origination_caller_id_number=1999{i % 1000:03d}}}sofia/gateway/bench/{num} &park()\n\n"
+                line = (f"bgapi originate {{origination_caller_id_number=1999{i % 1000:03d}}}"
+                        f"sofia/gateway/bench/{num} &park()\n\n")
                 pending.append(("bgapi", time.monotonic()))
                 sock.setblocking(True)
                 sock.sendall(line.encode())
@@ -376,11 +378,13 @@ def run(args) -> dict:
             if not line:
                 raise RuntimeError("a subscriber process failed to start")
         sim_cpu0 = _proc_cpu(sim.pid)
+        sim_sys0 = _proc_cpu(sim.pid, "system")
         sched0 = _schedstat(sim.pid)
         t0 = time.monotonic()
         driver = drive(port, args.seconds, args.rate, args.api_rate)
         drive_s = time.monotonic() - t0
         sim_cpu = _proc_cpu(sim.pid) - sim_cpu0
+        sim_sys = _proc_cpu(sim.pid, "system") - sim_sys0
         sched1 = _schedstat(sim.pid)
         time.sleep(args.drain)  # readers catch up with what was already sent
         results = []
@@ -442,7 +446,7 @@ def run(args) -> dict:
             "switch_log_kill_lines": kill_lines[:3],
             "switch_log_kill_count": len(kill_lines),
         },
-        "cpu_s": {"simulator": round(sim_cpu, 1), "subscriber_procs": round(sum(r["cpu_s"] for r in results), 1),
+        "cpu_s": {"simulator": round(sim_cpu, 1), "simulator_kernel": round(sim_sys, 1), "subscriber_procs": round(sum(r["cpu_s"] for r in results), 1),
                   "driver": round(time.process_time(), 1), "window_s": round(drive_s, 1)},
         "sim_runqueue_wait_s": round(sched1[1] - sched0[1], 1),
         "sim_runqueue_wait_note": "time the simulator was ready to run but waited for a CPU (other processes)",
