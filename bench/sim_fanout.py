@@ -54,7 +54,8 @@ talk = 2.0
 
 SIM_RUNNER = (
     "import sys, logging; logging.basicConfig(level=logging.WARNING, format='%(asctime)s %(message)s');"
-    "from esl_dialer.sim import SimSwitch, load_sim_config;"
+    "from esl_dialer.sim import SimSwitch, load_sim_config, wire_listener;"
+    "wire_listener.MAX_QUEUE = int(sys.argv[2]);"
     "s = SimSwitch(load_sim_config(sys.argv[1]), host='127.0.0.1', port=0).start();"
     "print(s.port, flush=True);"
     "s.serve_forever()"
@@ -182,8 +183,7 @@ def subscriber_main(port: int, readers: int, stalled: int) -> None:
     for i in range(readers + stalled):
         sock, rest = _subscribe(port)
         if i < stalled:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small: the switch's queue fills
-            stuck.append(sock)
+            stuck.append(sock)  # default buffers: the kernel holds a few MB, then the switch's queue fills
         else:
             rs.append(Reader(sock, rest))
     print(json.dumps({"ready": round(time.monotonic() - t0, 2)}), flush=True)
@@ -215,14 +215,14 @@ def subscriber_main(port: int, readers: int, stalled: int) -> None:
     # The stalled connections: was the switch still holding them, or did it drop them (and say so)?
     stalled_out = []
     for sock in stuck:
-        sock.setblocking(False)
+        sock.settimeout(2.0)  # what the switch still sends comes as fast as we read; then EOF or silence
         got, eof, notice = 0, False, False
         tail = b""
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
                 data = sock.recv(1 << 18)
-            except BlockingIOError:
+            except socket.timeout:
                 break
             except OSError:
                 eof = True
@@ -351,14 +351,14 @@ def drive(port: int, seconds: float, rate: float, api_rate: float) -> dict:
 
 
 # ---------------------------------------------------------------- orchestration
-def run(args) -> dict:
+def run(args, reader_nice: int) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="sim-fanout-"))
     cfg = tmp / "sim.toml"
     cfg.write_text(SIM_TOML)
     env = dict(os.environ, PYTHONPATH=str(Path(args.sim_path).resolve()))
     errlog = open(tmp / "sim.stderr", "w+")
     runner = ["-c", SIM_RUNNER] if not os.environ.get("SIM_FANOUT_RUNNER") else [os.environ["SIM_FANOUT_RUNNER"]]
-    sim = subprocess.Popen([sys.executable, *runner, str(cfg)], cwd=ROOT, env=env,
+    sim = subprocess.Popen([sys.executable, *runner, str(cfg), str(args.max_queue)], cwd=ROOT, env=env,
                            stdout=subprocess.PIPE, stderr=errlog, text=True)
     subs: list[subprocess.Popen] = []
     try:
@@ -372,7 +372,7 @@ def run(args) -> dict:
             subs.append(subprocess.Popen(
                 [sys.executable, __file__, "--subscriber", str(port), str(per_proc[k] - stall_per[k]),
                  str(stall_per[k])], cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                text=True, preexec_fn=(lambda: os.nice(args.reader_nice)) if args.reader_nice else None))
+                text=True, preexec_fn=(lambda: os.nice(reader_nice)) if reader_nice else None))
         for p in subs:
             line = p.stdout.readline()
             if not line:
@@ -408,6 +408,8 @@ def run(args) -> dict:
             sim.wait(timeout=10)
         errlog.seek(0)
         sim_log = errlog.read()
+        if os.environ.get("SIM_FANOUT_LOG"):
+            Path(os.environ["SIM_FANOUT_LOG"]).write_text(sim_log)
         errlog.close()
     readers = [r for res in results for r in res["readers"]]
     stalled_res = [s for res in results for s in res["stalled"]]
@@ -418,7 +420,7 @@ def run(args) -> dict:
     return {
         "config": {"subscribers": n, "stalled": stalled, "readers": n - stalled, "seconds": args.seconds,
                    "bgapi_per_s": args.rate, "api_per_s": args.api_rate, "reader_procs": procs,
-                   "reader_nice": args.reader_nice,
+                   "reader_nice": reader_nice, "max_queue": args.max_queue,
                    "call": "bgapi originate sofia/gateway/bench/1555000NNNN &park(): ring 0.5 s, answer, far end "
                            "hangs up 2 s later", "api": "api status", "sim_config": SIM_TOML.strip()},
         "latency": driver,
@@ -445,6 +447,7 @@ def run(args) -> dict:
             "kill_notice_seen": sum(1 for s in stalled_res if s["kill_notice"]),
             "switch_log_kill_lines": kill_lines[:3],
             "switch_log_kill_count": len(kill_lines),
+            "per_connection": stalled_res,
         },
         "cpu_s": {"simulator": round(sim_cpu, 1), "simulator_kernel": round(sim_sys, 1), "subscriber_procs": round(sum(r["cpu_s"] for r in results), 1),
                   "driver": round(time.process_time(), 1), "window_s": round(drive_s, 1)},
@@ -463,31 +466,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=100.0, help="bgapi originates per second")
     ap.add_argument("--api-rate", type=float, default=10.0, help="api status per second")
     ap.add_argument("--reader-procs", type=int, default=4)
-    ap.add_argument("--reader-nice", type=int, default=0,
-                    help="nice value of the subscriber processes (they stand in for clients on other hosts)")
+    ap.add_argument("--reader-nice", default="0,19",
+                    help="nice values of the subscriber processes, one full run each (comma-separated); "
+                         "19 lets the switch and the driver go first, as if the subscribers were on other hosts")
+    ap.add_argument("--max-queue", type=int, default=100_000,
+                    help="the switch's per-listener queue (FreeSWITCH's MAX_QUEUE_LEN is 100,000)")
     ap.add_argument("--drain", type=float, default=3.0, help="seconds the readers get to catch up at the end")
     ap.add_argument("--sim-path", default=str(ROOT), help="checkout whose esl_dialer.sim is measured")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    load0 = [round(x, 2) for x in os.getloadavg()]
     t0 = time.perf_counter()
     result = {"benchmark": "sim_fanout",
               "command": "python bench/sim_fanout.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                          "platform": platform.platform(), "loadavg_at_start": load0}}
-    result.update(run(args))
+                          "platform": platform.platform()},
+              "runs": []}
+    for nice in [int(v) for v in str(args.reader_nice).split(",") if v.strip()]:
+        load0 = [round(x, 2) for x in os.getloadavg()]
+        one = run(args, nice)
+        one["loadavg_at_start"] = load0
+        one["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        result["runs"].append(one)
+        lat = one["latency"]
+        print(f"readers at nice {nice}: api p50/p99 {lat['api']['p50_ms']}/{lat['api']['p99_ms']} ms, bgapi p50/p99 "
+              f"{lat['bgapi']['p50_ms']}/{lat['bgapi']['p99_ms']} ms; readers out of order "
+              f"{one['events']['readers_out_of_order']}, with gaps {one['events']['readers_with_gaps']}; "
+              f"stalled dropped {one['stalled']['dropped_by_switch']}/{one['config']['stalled']}; "
+              f"simulator waited {one['sim_runqueue_wait_s']} s for a CPU; met={one['met']}", flush=True)
     result["wall_s"] = round(time.perf_counter() - t0, 1)
-    result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["driver_max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    lat = result["latency"]
-    print(f"api p50/p99 {lat['api']['p50_ms']}/{lat['api']['p99_ms']} ms, bgapi p50/p99 "
-          f"{lat['bgapi']['p50_ms']}/{lat['bgapi']['p99_ms']} ms; readers out of order "
-          f"{result['events']['readers_out_of_order']}, with gaps {result['events']['readers_with_gaps']}; "
-          f"stalled dropped {result['stalled']['dropped_by_switch']}/{result['config']['stalled']}; "
-          f"met={result['met']} -> {out}")
+    print(f"-> {out}")
     return 0
 
 
