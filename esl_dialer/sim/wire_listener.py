@@ -54,7 +54,7 @@ KILL_GRACE_S = 1.0  # a killed listener's socket is closed after this even if th
 SEND_TIMEOUT_S = 600.0
 READ_CHUNK = 65536
 MAX_COMMAND_BODY = 1024 * 1024
-BATCH_BYTES = 256 * 1024  # one write carries the queued events up to this size
+BATCH_BYTES = 64 * 1024  # one write carries the queued events up to this size
 BATCH_CHUNKS = 512  # ... and at most this many of them (sendmsg's IOV_MAX is 1024)
 # A busy listener writes at most every 0.25 ms per open listener, capped at 50 ms: with 200
 # subscribers each writes <= 20 times a second (more events per write, fewer wake-ups and syscalls:
@@ -234,7 +234,12 @@ class Listener(EventSocketCommands):
         return event.json() if self.format == "json" else event.plain()
 
     def _write_events(self) -> None:
-        """Write the queued events, up to BATCH_BYTES of them, in one send (gathered, not joined)."""
+        """Write the queued events, up to BATCH_BYTES of them, in one send (gathered, not joined).
+
+        What a slow reader's socket does not take at once goes out in pieces
+        of BATCH_BYTES with a yield in between, so one loop turn never copies
+        more than that per connection however far behind its reader is.
+        """
         events = self.events
         chunks = []
         size = 0
@@ -243,13 +248,15 @@ class Listener(EventSocketCommands):
             chunks.append(data)
             size += len(data)
         self._last_write = gevent.get_hub().loop.now()
-        if len(chunks) == 1:
-            self._send(chunks[0])
-            return
         try:
-            sent = self.sock.sendmsg(chunks)
-            if sent < size:  # the socket filled up: the rest the slow way
-                self.sock.sendall(memoryview(b"".join(chunks))[sent:])
+            sent = self.sock.sendmsg(chunks) if len(chunks) > 1 else self.sock.send(chunks[0])
+            if sent < size:  # the socket filled up
+                rest = memoryview(b"".join(chunks) if len(chunks) > 1 else chunks[0])[sent:]
+                while rest:
+                    gevent.sleep(0)
+                    if self.closed:
+                        return
+                    rest = rest[self.sock.send(rest[:BATCH_BYTES]):]
         except (OSError, gsocket.timeout) as err:
             self._send_failed(err)
 
