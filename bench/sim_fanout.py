@@ -2,7 +2,7 @@
 
 Run: ``python bench/sim_fanout.py`` (200 subscribers, 10 of them never read,
 100 originates/s for 60 s, once with the subscriber processes at nice 0 and
-once at nice 19; about 3 minutes) or ``--seconds 10 --subscribers 50`` for a
+once at nice 19; about 2.5 minutes) or ``--seconds 10 --subscribers 50`` for a
 quick look.  Every process is separate:
 
 - the simulator (``SimSwitch`` of this checkout) in its own process;
