@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["load_leads", "esl_throughput", "lease", "pacing", "ivr"]
+ORDER = ["load_leads", "esl_throughput", "lease", "pacing", "ivr", "sim_fanout"]
 
 
 def main() -> int:

@@ -320,18 +320,8 @@ class EventSocketCommands:
         self.events_on = True
         return "+OK events nixed"
 
-    def _flush(self, kind: str) -> None:
-        """flush_listener: drop what is queued of one kind (``event`` or ``log``)."""
-        pending = []
-        while not self.inbox.empty():
-            entry = self.inbox.get_nowait()
-            if entry[0] != kind:
-                pending.append(entry)
-        for entry in pending:
-            self.inbox.put(entry)
-
     def cmd_noevents(self, frame: Frame, line: str):
-        self._flush("event")
+        self.flush_events()  # flush_listener: events already queued are dropped too
         if not self.events_on:
             return "-ERR not listening for events"
         self.events_on = False
@@ -466,7 +456,7 @@ class EventSocketCommands:
         return f"+OK log level {level_s} [{level}]"
 
     def cmd_nolog(self, frame: Frame, line: str):
-        self._flush("log")
+        self.flush_logs()
         if not getattr(self, "log_flag", False):
             return "-ERR not loging"
         self.log_flag = False
