@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import lzma
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -10,9 +11,9 @@ from pathlib import Path
 from urllib.parse import unquote
 
 HERE = Path(__file__).resolve().parent
-# Vendored captures first, then the project's shared/ beside the checkout (e_timing, f_outbound_break).
+# ESL_CAPTURES_DIRS first (e.g. a newer capture set), then the vendored ones (the large ones xz-compressed).
 CAPTURE_DIRS = [Path(p) for p in os.environ.get("ESL_CAPTURES_DIRS", "").split(os.pathsep) if p] + [
-    HERE / "esl-captures", HERE.parent.parent / "shared" / "esl-captures", Path("/work/shared/esl-captures")]
+    HERE / "esl-captures"]
 
 REPLY_TYPES = ("command/reply", "api/response")
 EVENT_TYPES = ("text/event-plain", "text/event-json", "text/event-xml")
@@ -25,10 +26,15 @@ UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 # --------------------------------------------------------------------------- captures
 def capture_path(name: str, suffix: str) -> Path | None:
     for d in CAPTURE_DIRS:
-        p = d / f"{name}{suffix}"
-        if p.exists():
-            return p
+        for p in (d / f"{name}{suffix}", d / f"{name}{suffix}.xz"):
+            if p.exists():
+                return p
     return None
+
+
+def open_capture(path: Path):
+    """A capture's lines, whether stored plain or xz-compressed."""
+    return lzma.open(path, "rt", encoding="utf-8") if path.suffix == ".xz" else path.open(encoding="utf-8")
 
 
 def script_names() -> list[str]:
@@ -44,7 +50,7 @@ def load_capture(name: str) -> tuple[list[dict], list[dict]]:
     """(script, frames) of a capture; parsed once per test session (e_timing is 11 MB)."""
     script = json.loads(capture_path(name, ".script.json").read_text())
     frames = []
-    with capture_path(name, ".jsonl").open() as fh:
+    with open_capture(capture_path(name, ".jsonl")) as fh:
         for line in fh:
             d = json.loads(line)
             if "headers" in d and d["headers"].get("Content-Type") == "text/event-xml":
