@@ -357,8 +357,10 @@ def test_x2_every_command_through_greenswitch(sim, esl):
     ua = a.data.split()[1]
     ub = esl.send("api originate user/1001 &park()").data.split()[1]
     assert esl.send(f"api uuid_bridge {ua} {ub}").data == f"+OK {ub}\n"
-    assert wait_until(lambda: sim.channels[ua].bridged_to == ub, 2)
+    # as on FreeSWITCH, broadcast once CHANNEL_BRIDGE is in (earlier it fails: PLAYBACK ERROR)
+    assert wait_until(lambda: any(e.headers.get("Event-Name") == "CHANNEL_BRIDGE" for e in esl.events), 2)
     assert esl.send(f"api uuid_broadcast {ua} tone_stream://%(100,0,440) bleg").data == "+OK Message sent\n"
+    assert wait_until(lambda: any(e.headers.get("Event-Name") == "PLAYBACK_START" for e in esl.events), 2)
     assert esl.send(f"api uuid_break {ub} all").data == "+OK\n"
     assert esl.send(f"api uuid_setvar {ua} k v").data == "+OK\n"
     assert esl.send(f"api uuid_getvar {ua} k").data == "v"

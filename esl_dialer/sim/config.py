@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from .timing import REALISTIC, TimingConfig, TimingConfigError, timing_from_dict
+
 OUTCOMES = ("answer", "busy", "no_answer", "failed", "machine", "hangup_while_waiting")
 
 # Hang-up causes FreeSWITCH reports for each failed outcome (switch_types.h).
@@ -172,6 +174,7 @@ class SimConfig:
     dialplan: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=lambda: dict(DEFAULT_DIALPLAN))
     inbound: InboundModel = InboundModel()
     gateways: tuple[str, ...] = ()  # empty = any gateway name is accepted
+    timing: TimingConfig = REALISTIC  # switch-side delays ([timing]; see timing.py)
 
     def rule_for(self, number: str) -> NumberRule:
         for rule in self.rules:
@@ -239,7 +242,7 @@ def _dialplan_entry(value: Any, where: str) -> tuple[tuple[str, str], ...]:
 
 
 def _from_dict(data: Mapping[str, Any]) -> SimConfig:
-    known = {"sim", "calls", "numbers", "users", "dialplan", "inbound"}
+    known = {"sim", "calls", "numbers", "users", "dialplan", "inbound", "timing"}
     unknown = set(data) - known
     if unknown:
         raise SimConfigError(f"unknown sections {sorted(unknown)} (expected {sorted(known)})")
@@ -303,6 +306,11 @@ def _from_dict(data: Mapping[str, Any]) -> SimConfig:
             patience=Dist.parse(inb.get("patience", 120.0), "inbound.patience"),
             talk=Dist.parse(inb.get("talk", 60.0), "inbound.talk"),
         )
+    if "timing" in data:
+        try:
+            kwargs["timing"] = timing_from_dict(dict(data["timing"]))
+        except TimingConfigError as err:
+            raise SimConfigError(str(err)) from err
     return SimConfig(**kwargs)
 
 

@@ -1,5 +1,10 @@
 """The switch model: channels, events, bridge, hang-up (layer ``model_``).
 
+``uuid_bridge`` and the hang-up of a bridged pair follow FreeSWITCH 1.10's
+order and timing (``config.timing``, see :mod:`.timing`): the reply first,
+CHANNEL_UNPARK one media step later, CHANNEL_BRIDGE (on the first leg only)
+three steps later; a hung-up leg's partner follows one step later.
+
 Everything runs in gevent greenlets of the calling process.  Above this layer
 are the api commands (:mod:`.cmd_api`) and the event-socket connections
 (``wire_*``); below it the channels and their applications (``chan_*``).
@@ -63,6 +68,7 @@ class SwitchCore(OriginateMixin):
         self.scripts: dict[str, collections.deque[PartyPlan]] = {}
         self.eavesdroppers: dict[str, set[str]] = {}  # target uuid -> uuids listening in
         self._gone: collections.OrderedDict[str, Channel] = collections.OrderedDict()
+        self._unbridging: set[str] = set()  # legs whose uuid_bridge is being torn down
         self.apps = AppRunner(self)
         self.group = Group()
         self.started_at = time.time()
@@ -189,6 +195,25 @@ class SwitchCore(OriginateMixin):
             listener.offer(event)
         return event
 
+    def sleep_ms(self, field_or_ms: str | float) -> None:
+        """Wait a switch delay (a TimingConfig field name, or simulated ms), scaled by time_scale."""
+        ms = self.config.timing.seconds(field_or_ms) if isinstance(field_or_ms, str) else field_or_ms / 1000.0
+        if ms > 0:
+            gevent.sleep(self.clock.real(ms))
+
+    def media_delay_s(self, ch: Channel) -> float:
+        """Simulated seconds from uuid_broadcast to the playback starting on ``ch`` (e_timing)."""
+        t = self.config.timing
+        if ch.bridge_pending:
+            return t.seconds("broadcast_lost_ms")
+        if ch.bridged_to:
+            return t.seconds("broadcast_bridged_a_ms" if ch.other_type == "originatee" else "broadcast_bridged_b_ms")
+        return t.seconds("broadcast_parked_ms")
+
+    def fire_state(self, ch: Channel, state: ChannelState) -> None:
+        ch.state = state
+        self.fire_channel("CHANNEL_STATE", ch, variables=False)
+
     def _heartbeat_loop(self) -> None:
         while True:
             gevent.sleep(self.config.heartbeat_s)
@@ -312,7 +337,13 @@ class SwitchCore(OriginateMixin):
             session.request_hangup()
         self._poke(ch)
         partner = self.find(ch.bridged_to)
-        if partner is not None:
+        if partner is not None and ch.bridged_by == "uuid_bridge":
+            if ch.uuid not in self._unbridging:
+                self._unbridging.update((ch.uuid, partner.uuid))
+                if session is not None:
+                    session.finish_gate = GEvent()  # this leg reports HANGUP_COMPLETE when the sequence allows
+                self.spawn(self._end_uuid_bridge, ch, partner)
+        elif partner is not None:
             self.unbridge(ch, partner)
             self.after_bridge(partner)
         peer = self.find(ch.loopback_peer)
@@ -329,6 +360,38 @@ class SwitchCore(OriginateMixin):
             if other is not None:
                 self._poke(other)
         return True
+
+    def _end_uuid_bridge(self, gone: Channel, other: Channel) -> None:
+        """One leg of a uuid_bridge hung up: the order of FreeSWITCH 1.10 (e_timing, README).
+
+        Killing A (first uuid): A HANGUP, B HANGUP, B HANGUP_COMPLETE, A UNBRIDGE, A HANGUP_COMPLETE.
+        Killing B: B HANGUP, A UNBRIDGE, A HANGUP, A HANGUP_COMPLETE, B HANGUP_COMPLETE.
+        The other leg follows one media step later, with NORMAL_CLEARING.
+        """
+        a, b = (gone, other) if gone.other_type == "originatee" else (other, gone)
+        try:
+            self.sleep_ms("hangup_other_leg_ms")
+            if gone is a:
+                if b.bridged_to == a.uuid:
+                    self.after_bridge(b)  # B hangs up (or parks / returns to its socket)
+                    b_session = self.sessions.get(b.uuid)
+                    if not b.alive and b_session is not None:
+                        b_session.done.wait(timeout=2.0)
+                self.unbridge(a, b)
+            else:
+                self.unbridge(a, b)
+                if a.alive:
+                    self.fire_state(a, ChannelState.CS_EXECUTE)
+                    a_session = self.sessions.get(a.uuid)
+                    self.after_bridge(a)
+                    if not a.alive and a_session is not None:
+                        a_session.done.wait(timeout=2.0)
+        finally:
+            self._unbridging.discard(a.uuid)
+            self._unbridging.discard(b.uuid)
+            gone_session = self.sessions.get(gone.uuid)
+            if gone_session is not None and gone_session.finish_gate is not None:
+                gone_session.finish_gate.set()
 
     def finish_channel(self, session: Session) -> None:
         ch = session.ch
@@ -366,6 +429,8 @@ class SwitchCore(OriginateMixin):
             leg.bridged_to = other.uuid
             leg.other_leg = other.uuid
             leg.other_type = kind
+            leg.bridged_by = via_app
+            leg.bridge_pending = via_app == "uuid_bridge" and self.config.timing.delayed
             leg.bridged_at = leg.bridged_at or now
             leg.variables.update({
                 "bridge_to": other.uuid, "last_bridge_to": other.uuid, "bridge_channel": other.name,
@@ -381,28 +446,61 @@ class SwitchCore(OriginateMixin):
                     "original_caller_id_number": leg.caller_id_number,
                     "transfer_history": source, "transfer_source": source,
                 })
-            leg.state = ChannelState.CS_EXCHANGE_MEDIA
             leg.note(now, "bridge", other.uuid)
-            session = self.sessions.get(leg.uuid)
-            if session is not None and session.parked:
-                session.request_unpark()
+            if via_app != "uuid_bridge":
+                leg.state = ChannelState.CS_EXCHANGE_MEDIA
         if via_app == "uuid_bridge":
-            # FreeSWITCH ends park first (EXECUTE_COMPLETE park), then announces the bridge.
-            self.spawn(self._announce_bridge, a, b, via_app)
+            # The reply goes out first; park ends and the bridge is announced later (_uuid_bridge).
+            self.spawn(self._uuid_bridge, a, b)
         else:
             self._announce_bridge(a, b, via_app)
 
-    def _announce_bridge(self, a: Channel, b: Channel, via_app: str) -> None:
-        if via_app == "uuid_bridge":
+    def _uuid_bridge(self, a: Channel, b: Channel) -> None:
+        """After the +OK: the order and media steps of FreeSWITCH 1.10 (e_timing, README).
+
+        Both legs: CHANNEL_UNPARK, EXECUTE_COMPLETE park, CS_HIBERNATE, CS_RESET
+        (+20 ms); A: CS_SOFT_EXECUTE at once, B one step later; then (+60 ms)
+        CHANNEL_EXECUTE uuid_bridge on both, CHANNEL_BRIDGE on A only, B
+        CS_CONSUME_MEDIA and CS_EXCHANGE_MEDIA.  B's Channel-Call-UUID becomes A.
+        """
+        t = self.config.timing
+        try:
+            self.sleep_ms("bridge_unpark_ms")
+            if a.bridged_to != b.uuid or not (a.alive and b.alive):
+                return
+            for leg in (a, b):
+                session = self.sessions.get(leg.uuid)
+                if session is not None and session.parked:
+                    session.request_unpark()
             deadline = time.monotonic() + 1.0
             while time.monotonic() < deadline and any(
                     (s := self.sessions.get(leg.uuid)) is not None and s.parked for leg in (a, b)):
                 gevent.sleep(0.001)
             if a.bridged_to != b.uuid or not (a.alive and b.alive):
                 return
+            for state in (ChannelState.CS_HIBERNATE, ChannelState.CS_RESET, ChannelState.CS_SOFT_EXECUTE):
+                self.fire_state(a, state)
+            for state in (ChannelState.CS_HIBERNATE, ChannelState.CS_RESET):
+                self.fire_state(b, state)
+            rest = max(0, t.bridge_complete_ms - t.bridge_unpark_ms)
+            self.sleep_ms(rest / 2)
+            if b.alive:
+                self.fire_state(b, ChannelState.CS_SOFT_EXECUTE)
+            self.sleep_ms(rest - rest / 2)
+            if a.bridged_to != b.uuid or not (a.alive and b.alive):
+                return
             for leg, other in ((a, b), (b, a)):
                 self.fire_channel("CHANNEL_EXECUTE", leg, [("Application", "uuid_bridge"),
                                                            ("Application-Data", other.uuid)])
+            b.call_uuid = a.uuid  # from the bridge on, B's events carry A's Channel-Call-UUID
+            self._announce_bridge(a, b, "uuid_bridge")
+            for state in (ChannelState.CS_CONSUME_MEDIA, ChannelState.CS_EXCHANGE_MEDIA):
+                self.fire_state(b, state)
+        finally:
+            a.bridge_pending = b.bridge_pending = False
+
+    def _announce_bridge(self, a: Channel, b: Channel, via_app: str) -> None:
+        a.bridge_pending = b.bridge_pending = False
         self.fire_channel("CHANNEL_BRIDGE", a, first=[("Bridge-A-Unique-ID", a.uuid),
                                                       ("Bridge-B-Unique-ID", b.uuid)])
         for leg in (a, b):
@@ -418,6 +516,9 @@ class SwitchCore(OriginateMixin):
         second = b if first is a else a
         a.bridged_to = None
         b.bridged_to = None
+        a.bridge_pending = b.bridge_pending = False
+        if second.hangup_cause:  # the first leg's bridge thread records why the bridge ended
+            first.variables["bridge_hangup_cause"] = second.hangup_cause
         self.fire_channel("CHANNEL_UNBRIDGE", first, first=[("Bridge-A-Unique-ID", first.uuid),
                                                             ("Bridge-B-Unique-ID", second.uuid)])
         now = self.clock.now()
