@@ -412,3 +412,42 @@ def test_outbound_event_lock_plain_break_stops_only_the_running_one(sim, esl, ou
     assert done["Playback-Status"] == "done" and 1.0 - SLACK <= t_wav_stop - t_next
     t_tone, _ = out.wait(uuid, "PLAYBACK_START", t1, timeout=5, **{"Playback-File-Path": THREE[2]})
     assert t_tone - t_wav_stop < 0.015 + BUSY  # after a file that ended by itself: at once
+
+
+# -- product fallout: the IVR stops music that the switch has not started yet ------------
+
+
+def test_ivr_music_stopped_right_after_it_was_sent_stops_at_once(sim):
+    """The switch starts an execute a media step after sendmsg and `uuid_break all` discards one not yet
+    started without any event: IvrSession.stop waits for the start, so it never sits out its 3 s timeout."""
+    from esl_dialer.ivr.server import IvrServer
+
+    outcome: dict = {}
+
+    class MusicThenStop:
+        def __init__(self, session) -> None:
+            self.session = session
+
+        def run(self) -> None:
+            s = self.session
+            s.send("myevents")
+            s.execute("answer", timeout=5)
+            moh = s.start("playback", "local_stream://moh")
+            t0 = time.monotonic()
+            outcome["stopped"] = s.stop(moh, s.session_data["Unique-ID"], timeout=3.0)
+            outcome["took"] = time.monotonic() - t0
+            outcome["response"] = moh.get(timeout=1).headers.get("Application-Response")
+            s.execute("hangup", "NORMAL_CLEARING", timeout=5)
+
+    server = IvrServer(MusicThenStop, host="127.0.0.1", port=0)
+    server.start()
+    try:
+        sim.dialplan = {**sim.dialplan, "7000": ("socket", f"127.0.0.1:{server.port} async full")}
+        uuid = sim.inbound_call("7000", "15551230001", dtmf="")
+        assert wait_until(lambda: "took" in outcome, 5)
+        assert outcome["stopped"] and outcome["response"] == "FILE PLAYED"
+        assert outcome["took"] < 1.0  # not the 3 s timeout
+        ch = sim.history_of(uuid)
+        assert [(p.file, p.status) for p in ch.playbacks] == [("local_stream://moh", "break")]
+    finally:
+        server.stop(timeout=2)
