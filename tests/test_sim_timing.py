@@ -205,6 +205,14 @@ def test_uuid_bridge_replies_first_then_unparks_20ms_and_bridges_60ms_later(sim,
     assert b_events[0][1]["Channel-Call-UUID"] == b and b_events[-1][1]["Channel-Call-UUID"] == a
     assert bridge["Bridge-A-Unique-ID"] == a and bridge["Bridge-B-Unique-ID"] == b
     assert bridge["Channel-Call-UUID"] == a and bridge["Channel-State"] == "CS_SOFT_EXECUTE"
+    # variables as FreeSWITCH sends them: bridge_uuid/signal_bond from UNPARK, uuid_bridge on A's UNPARK
+    # only, bridge_to/last_bridge_to only once the bridge runs, is_loopback never before the hang-up
+    assert unpark["variable_bridge_uuid"] == b and unpark["variable_signal_bond"] == b
+    assert unpark["variable_uuid_bridge"] == b and "variable_uuid_bridge" not in bridge
+    assert "variable_bridge_to" not in unpark and "variable_bridge_to" not in bridge
+    assert b_events[0][1]["variable_bridge_uuid"] == a and "variable_uuid_bridge" not in b_events[0][1]
+    assert not any("variable_is_loopback" in ev for _, ev in esl.events(a) + esl.events(b))
+    assert int(bridge["Caller-Channel-Bridged-Time"]) > int(unpark["Event-Date-Timestamp"])
 
 
 def test_broadcast_before_the_bridge_is_up_fails_with_playback_error(sim, esl, wav):
@@ -278,6 +286,9 @@ def test_killing_a_hangs_up_b_20ms_later_in_freeswitchs_order(sim, esl):
     assert b_done["variable_bridge_uuid"] == a and b_done["variable_last_bridge_to"] == a
     assert a_done["variable_bridge_hangup_cause"] == "NORMAL_CLEARING"
     assert a_done["variable_hangup_cause"] == "NORMAL_CLEARING" and a_done["variable_last_app"] == "park"
+    assert a_done["variable_last_bridge_role"] == "originator" and "variable_last_arg" not in a_done
+    assert b_done["variable_last_bridge_hangup_cause"] == "NORMAL_CLEARING"
+    assert "variable_bridge_to" not in b_hangup and b_done["variable_is_loopback"] == "1"
 
 
 def test_killing_b_unbridges_and_hangs_up_a_before_b_completes(sim, esl):
@@ -297,6 +308,8 @@ def test_killing_b_unbridges_and_hangs_up_a_before_b_completes(sim, esl):
     assert a_done["variable_bridge_hangup_cause"] == "NORMAL_CLEARING"
     assert a_done["variable_last_bridge_to"] == b and a_done["variable_last_app"] == "park"
     assert "variable_bridge_hangup_cause" not in b_done
+    assert b_done["variable_last_bridge_role"] == "originatee"
+    assert a_done["variable_last_bridge_hangup_cause"] == "NORMAL_CLEARING"
 
 
 def test_last_app_is_the_broadcast_playback_not_uuid_bridge(sim, esl):
@@ -306,7 +319,7 @@ def test_last_app_is_the_broadcast_playback_not_uuid_bridge(sim, esl):
     esl.wait(b, "PLAYBACK_STOP", t0)
     esl.api(f"uuid_kill {a}")
     _, b_done = esl.wait(b, "CHANNEL_HANGUP_COMPLETE", t0)
-    assert b_done["variable_last_app"] == "playback"
+    assert b_done["variable_last_app"] == "playback" and b_done["variable_last_arg"] == "tone_stream://%(100,0,440)"
 
 
 # -- outbound socket: nested executes and event-lock -------------------------------------

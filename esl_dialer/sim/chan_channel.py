@@ -144,7 +144,6 @@ class Channel:
     last_arg: str = ""
     bridge_pending: bool = False  # uuid_bridge replied, CHANNEL_BRIDGE not yet sent: media is moving
     bridged_by: str | None = None  # "uuid_bridge" | "bridge": how the current bridge was made
-    call_uuid: str | None = None  # Channel-Call-UUID when not the own uuid (B of a uuid_bridge: A)
     playbacks: list[Playback] = field(default_factory=list)
     recordings: list[str] = field(default_factory=list)
     dtmf_sent: list[str] = field(default_factory=list)  # digits pressed on this leg
@@ -218,9 +217,12 @@ class Channel:
             v[f"{prefix}_uepoch"] = _us(ts)
         v["hold_accum_seconds"] = v["hold_accum_usec"] = v["hold_accum_ms"] = "0"
         if self.last_app or self.current_app:
-            # the app log's newest entry: the last application before a uuid_bridge, never uuid_bridge
+            # the app log's newest entry: the last application before a uuid_bridge, never uuid_bridge;
+            # last_arg only when that app had an argument (e_timing: none after park)
             v["last_app"] = self.last_app or self.current_app or ""
-            v["last_arg"] = self.last_arg if self.last_app else (self.current_app_data or "")
+            arg = self.last_arg if self.last_app else (self.current_app_data or "")
+            if arg:
+                v["last_arg"] = arg
         v["caller_id"] = self.caller_id_number
         dur = end - created
         bill = (end - answered) if answered else 0.0
@@ -407,7 +409,7 @@ def _basic(ch: Channel, state_name: str | None, state_number: int | None) -> lis
         ("Call-Direction", ch.direction),
         ("Presence-Call-Direction", ch.direction),
         ("Channel-HIT-Dialplan", "true" if ch.hit_dialplan else "false"),
-        ("Channel-Call-UUID", ch.call_uuid or ch.variables.get("call_uuid", ch.uuid)),
+        ("Channel-Call-UUID", ch.variables.get("call_uuid", ch.uuid)),
         ("Answer-State", ch.answer_state),
     ]
     if ch.hangup_cause:

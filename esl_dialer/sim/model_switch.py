@@ -330,13 +330,17 @@ class SwitchCore(OriginateMixin):
         ch.hangup_cause = cause
         ch.answer_state = "hangup"
         ch.note(ch.hangup_at, "hangup", cause)
+        partner = self.find(ch.bridged_to)
+        if partner is not None and ch.bridged_by == "uuid_bridge" and ch.uuid not in self._unbridging:
+            # the leg whose hang-up ends a uuid_bridge records its role; the other why it ended (e_timing)
+            ch.variables["last_bridge_role"] = "originator" if ch.other_type == "originatee" else "originatee"
+            partner.variables["last_bridge_hangup_cause"] = cause
         self.fire_channel("CHANNEL_HANGUP", ch, state_number=ChannelState.CS_HANGUP.value)
         logger.info("sim call %s (%s) hung up: %s", ch.uuid, ch.name, cause)
         session = self.sessions.get(ch.uuid)
         if session:
             session.request_hangup()
         self._poke(ch)
-        partner = self.find(ch.bridged_to)
         if partner is not None and ch.bridged_by == "uuid_bridge":
             if ch.uuid not in self._unbridging:
                 self._unbridging.update((ch.uuid, partner.uuid))
@@ -371,6 +375,8 @@ class SwitchCore(OriginateMixin):
         a, b = (gone, other) if gone.other_type == "originatee" else (other, gone)
         try:
             self.sleep_ms("hangup_other_leg_ms")
+            for leg in (a, b):
+                leg.variables.pop("bridge_to", None)  # the bridge is over; last_bridge_to stays
             if gone is a:
                 if b.bridged_to == a.uuid:
                     self.after_bridge(b)  # B hangs up (or parks / returns to its socket)
@@ -405,6 +411,8 @@ class SwitchCore(OriginateMixin):
         ch.call_state = CallState.HANGUP
         self.fire_channel("CHANNEL_STATE", ch, variables=False)
         ch.set_hangup_variables()
+        if ch.loopback_peer:
+            ch.variables["is_loopback"] = "1"  # mod_loopback's, seen only from CHANNEL_HANGUP_COMPLETE on
         self.fire_channel("CHANNEL_HANGUP_COMPLETE", ch, first=[("Hangup-Cause", ch.hangup_cause or "")])
         if session.listener is not None:
             session.listener.channel_gone(ch)
@@ -431,12 +439,11 @@ class SwitchCore(OriginateMixin):
             leg.other_type = kind
             leg.bridged_by = via_app
             leg.bridge_pending = via_app == "uuid_bridge" and self.config.timing.delayed
-            leg.bridged_at = leg.bridged_at or now
-            leg.variables.update({
-                "bridge_to": other.uuid, "last_bridge_to": other.uuid, "bridge_channel": other.name,
-                "bridge_uuid": other.uuid, "signal_bond": other.uuid,
-            })
-            if via_app == "uuid_bridge":
+            leg.variables.update({"bridge_channel": other.name, "bridge_uuid": other.uuid, "signal_bond": other.uuid})
+            if via_app != "uuid_bridge":
+                leg.bridged_at = leg.bridged_at or now
+                leg.variables.update({"bridge_to": other.uuid, "last_bridge_to": other.uuid})
+            else:
                 # uuid_bridge transfers both legs: FreeSWITCH records it in the profile and variables
                 source = f"{int(now)}:{new_uuid()}:uuid_br:{other.uuid}"
                 leg.transfer_source = source
@@ -450,6 +457,7 @@ class SwitchCore(OriginateMixin):
             if via_app != "uuid_bridge":
                 leg.state = ChannelState.CS_EXCHANGE_MEDIA
         if via_app == "uuid_bridge":
+            a.variables["uuid_bridge"] = b.uuid  # mod_commands records the partner on the first leg
             # The reply goes out first; park ends and the bridge is announced later (_uuid_bridge).
             self.spawn(self._uuid_bridge, a, b)
         else:
@@ -489,11 +497,17 @@ class SwitchCore(OriginateMixin):
             self.sleep_ms(rest - rest / 2)
             if a.bridged_to != b.uuid or not (a.alive and b.alive):
                 return
+            a.variables.pop("uuid_bridge", None)  # on UNPARK, gone by CHANNEL_BRIDGE (e_timing)
             for leg, other in ((a, b), (b, a)):
                 self.fire_channel("CHANNEL_EXECUTE", leg, [("Application", "uuid_bridge"),
                                                            ("Application-Data", other.uuid)])
-            b.call_uuid = a.uuid  # from the bridge on, B's events carry A's Channel-Call-UUID
+            b.variables["call_uuid"] = a.uuid  # from the bridge on, B's events carry A as Channel-Call-UUID
+            now = self.clock.now()
+            for leg in (a, b):
+                leg.bridged_at = leg.bridged_at or now
             self._announce_bridge(a, b, "uuid_bridge")
+            for leg, other in ((a, b), (b, a)):  # set once the bridge runs (not yet on CHANNEL_BRIDGE)
+                leg.variables.update({"bridge_to": other.uuid, "last_bridge_to": other.uuid})
             for state in (ChannelState.CS_CONSUME_MEDIA, ChannelState.CS_EXCHANGE_MEDIA):
                 self.fire_state(b, state)
         finally:
@@ -517,6 +531,8 @@ class SwitchCore(OriginateMixin):
         a.bridged_to = None
         b.bridged_to = None
         a.bridge_pending = b.bridge_pending = False
+        for leg in (a, b):
+            leg.variables.pop("bridge_to", None)  # last_bridge_to stays
         if second.hangup_cause:  # the first leg's bridge thread records why the bridge ended
             first.variables["bridge_hangup_cause"] = second.hangup_cause
         self.fire_channel("CHANNEL_UNBRIDGE", first, first=[("Bridge-A-Unique-ID", first.uuid),
