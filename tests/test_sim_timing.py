@@ -464,3 +464,26 @@ def test_ivr_music_stopped_right_after_it_was_sent_stops_at_once(sim):
         assert [(p.file, p.status) for p in ch.playbacks] == [("local_stream://moh", "break")]
     finally:
         server.stop(timeout=2)
+
+
+def test_dialer_sim_has_a_timing_option():
+    from click.testing import CliRunner
+
+    from controller.cli import main
+
+    result = CliRunner().invoke(main, ["sim", "--help"])
+    assert result.exit_code == 0 and "--timing" in result.output and "realistic" in result.output
+    result = CliRunner().invoke(main, ["sim", "--timing", "instant"])
+    assert result.exit_code == 2 and "instant" in result.output
+
+
+def test_a_break_that_comes_after_the_file_ended_does_not_hit_the_next_one(sim, esl):
+    uuid = esl.api("originate loopback/9993 &park()")[1].split()[1]
+    esl.wait(uuid, "CHANNEL_PARK")
+    t0, _ = esl.api(f"uuid_broadcast {uuid} tone_stream://%(10,0,440)")
+    esl.wait(uuid, "PLAYBACK_START", t0)
+    esl.api(f"uuid_break {uuid}")  # the 10 ms tone ends before the break's 20 ms step
+    esl.wait(uuid, "PLAYBACK_STOP", t0)
+    t1, _ = esl.api(f"uuid_broadcast {uuid} tone_stream://%(300,0,440)")
+    _, stop = esl.wait(uuid, "PLAYBACK_STOP", t1)
+    assert stop["Playback-Status"] == "done"

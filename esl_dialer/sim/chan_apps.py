@@ -171,7 +171,7 @@ class AppRunner:
             status = "break"
             raise
         finally:
-            session.playing = max(0, session.playing - 1)
+            session.playback_ended()
             played = min(seconds, max(0.0, sw.clock.now() - pb.started))
             pb.status = status
             ms = int(played * 1000)

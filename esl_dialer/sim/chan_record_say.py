@@ -270,7 +270,7 @@ def app_record(runner: "AppRunner", session: Session, arg: str) -> str:
         reason = "hangup"
         raise
     finally:
-        session.playing = max(0, session.playing - 1)
+        session.playback_ended()
         recorded = max(0.0, sw.clock.now() - start)
         if limit and reason == "limit":
             recorded = min(recorded, limit + (limit_start - start))

@@ -136,6 +136,11 @@ class Session:
             self.break_due = self.later("break_ms")
             self.poke()
 
+    def playback_ended(self) -> None:
+        """A playback (or recording) returned: a uuid_break aimed at it must not hit a later one."""
+        self.playing = max(0, self.playing - 1)
+        self.break_pending = min(self.break_pending, self.playing)
+
     def request_unpark(self) -> None:
         self.unpark_requested = True
         self.poke()
@@ -205,7 +210,8 @@ class Session:
         deadline = None if sim_seconds is None else time.monotonic() + self.switch.clock.real(sim_seconds)
         runs = messages or nest
         while True:
-            if parked and self.unpark_requested and messages and self._ready_message(False):
+            if parked and self.unpark_requested and messages and not self.hangup_requested \
+                    and self._ready_message(False):
                 self.run_message(self.inbox.popleft())
                 continue
             self.check(breakable=breakable, parked=parked)
