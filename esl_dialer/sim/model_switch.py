@@ -417,8 +417,11 @@ class SwitchCore(OriginateMixin):
         if session.listener is not None:
             session.listener.channel_gone(ch)
             session.listener = None
+        # e_timing: CHANNEL_DESTROY still says CS_REPORTING (number 12) and carries the variables;
+        # CHANNEL_STATE CS_DESTROY follows
+        self.fire_channel("CHANNEL_DESTROY", ch, state_number=ChannelState.CS_DESTROY.value)
         ch.state = ChannelState.CS_DESTROY
-        self.fire_channel("CHANNEL_DESTROY", ch, variables=False)
+        self.fire_channel("CHANNEL_STATE", ch, variables=False)
         self.channels.pop(ch.uuid, None)
         self.sessions.pop(ch.uuid, None)
         self._gone[ch.uuid] = ch  # a partner's later events still carry Other-Leg-* of this leg
