@@ -53,12 +53,12 @@ class Recorder:
         return t
 
     def api(self, line: str, timeout: float = 5.0) -> tuple[float, str]:
-        """``api`` command: (time the reply arrived, body)."""
+        """``api`` command: (time it was sent, reply body).  Delays are measured from the send: the
+        switch cannot act before it has the command, so lower bounds hold however loaded the machine."""
         seen = len(self.frames)
-        self.send(f"api {line}")
+        t = self.send(f"api {line}")
         assert wait_until(lambda: any(f.content_type == "api/response" for _, f in self.frames[seen:]), timeout)
-        t, frame = next((t, f) for t, f in self.frames[seen:] if f.content_type == "api/response")
-        return t, frame.text
+        return t, next(f.text for _, f in self.frames[seen:] if f.content_type == "api/response")
 
     def events(self, uuid: str | None = None, since: float = 0.0) -> list[tuple[float, dict]]:
         out = []
@@ -187,11 +187,12 @@ def test_uuid_bridge_replies_first_then_unparks_20ms_and_bridges_60ms_later(sim,
     a, b = parked_pair(sim, esl)
     t0, body = esl.api(f"uuid_bridge {a} {b}")
     assert body == f"+OK {b}\n"
-    assert not [e for e in esl.events(a, t0) if e[1]["Event-Name"] == "CHANNEL_BRIDGE"]
+    t_reply = next(t for t, f in esl.frames if t >= t0 and f.content_type == "api/response")
     t_unpark, unpark = esl.wait(a, "CHANNEL_UNPARK", t0)
     t_bridge, bridge = esl.wait(a, "CHANNEL_BRIDGE", t0)
     assert 0.020 - SLACK <= t_unpark - t0 < 0.020 + BUSY  # capture: 20-22 ms
     assert 0.060 - SLACK <= t_bridge - t0 < 0.060 + BUSY  # capture: 61-63 ms, never before the reply
+    assert t_reply < t_unpark
     assert unpark["Other-Leg-Unique-ID"] == b and unpark["Other-Type"] == "originatee"
     esl.wait(b, "CHANNEL_STATE", t0, **{"Channel-State": "CS_EXCHANGE_MEDIA"})
     assert seq(esl.events(a, t0)) == [
@@ -219,8 +220,8 @@ def test_uuid_bridge_replies_first_then_unparks_20ms_and_bridges_60ms_later(sim,
 
 def test_broadcast_before_the_bridge_is_up_fails_with_playback_error(sim, esl, wav):
     a, b = parked_pair(sim, esl)
-    t0, _ = esl.api(f"uuid_bridge {a} {b}")
-    esl.api(f"uuid_broadcast {a} {wav} both")
+    # the broadcast right behind the bridge (one write: the client's round trip does not matter)
+    t0 = esl.send(f"api uuid_bridge {a} {b}\n\napi uuid_broadcast {a} {wav} both")
     esl.wait(b, "CHANNEL_STATE", t0, **{"Channel-State": "CS_EXCHANGE_MEDIA"})
     gevent.sleep(0.3)
     for leg in (a, b):
@@ -383,7 +384,7 @@ def test_outbound_executes_without_event_lock_nest_and_break_stops_all_innermost
     t0 = start_three(out, uuid, wav, lock=False)
     starts = [out.wait(uuid, "PLAYBACK_START", t0, **{"Playback-File-Path": p.format(wav=wav)})[0] for p in THREE]
     assert 0.020 - SLACK <= starts[0] - t0 < 0.020 + BUSY  # capture: 20-21 ms
-    assert max(starts) - min(starts) < 0.1  # all three at once, nested (capture: within 1 ms)
+    assert max(starts) - min(starts) < 0.5  # all three at once, nested in each other (capture: within 1 ms)
     gevent.sleep(0.2)
     t1, _ = esl.api(f"uuid_break {uuid} all" if all_ else f"uuid_break {uuid}")
     stops = [out.wait(uuid, "PLAYBACK_STOP", t1, **{"Playback-File-Path": p.format(wav=wav)}) for p in THREE]
@@ -411,8 +412,10 @@ def test_outbound_event_lock_queues_and_uuid_break_all_discards_the_queue(sim, e
     assert stop["Playback-File-Path"] == "local_stream://moh" and stop["Playback-Status"] == "break"
     assert 0.020 - SLACK <= t_stop - t1 < 0.020 + BUSY
     gevent.sleep(0.4)  # the queued two never produce any event
-    later = [ev for _, ev in out.events(uuid, t_stop + 0.001) if ev["Event-Name"].startswith(("PLAYBACK", "CHANNEL_EXEC"))]
+    later = [ev for _, ev in out.events(uuid, t1) if ev["Event-Name"] in ("CHANNEL_EXECUTE", "PLAYBACK_START")]
     assert later == []
+    assert [ev["Application-Data"] for _, ev in out.events(uuid, t1)
+            if ev["Event-Name"] == "CHANNEL_EXECUTE_COMPLETE"] == ["local_stream://moh"]
 
 
 def test_outbound_event_lock_plain_break_stops_only_the_running_one(sim, esl, outbound, wav):

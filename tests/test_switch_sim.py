@@ -154,15 +154,31 @@ def test_d4_bridge_waits_for_channel_bridge_so_the_greeting_plays(sim, sw):
     assert done["Application-Response"] != "PLAYBACK ERROR"
 
 
-def test_d4_greeting_right_after_the_uuid_bridge_reply_is_lost_on_a_real_switch(sim, sw):
-    """Why the wait: the old way (broadcast at once after +OK) loses the greeting."""
-    a, b = _parked_pair(sw)
-    sw.subscribe("CHANNEL_EXECUTE_COMPLETE")
-    since = sw.seq
-    sw.bridge(a, b)
-    sw.broadcast(a, "tone_stream://%(200,0,440)", "both")
-    done = sw.wait_for(b, "CHANNEL_EXECUTE_COMPLETE", timeout=3, since=since)
-    assert (done["Application"], done["Application-Response"]) == ("playback", "PLAYBACK ERROR")
+def test_d4_greeting_right_after_the_uuid_bridge_reply_is_lost_on_a_real_switch():
+    """Why the wait: the old way (broadcast at once after +OK) loses the greeting.  The switch here
+    takes 1 s instead of 60 ms to bridge, so a slow round trip on a loaded machine cannot hide it."""
+    from esl_dialer.sim.timing import TimingConfig
+
+    slow = sim_mod.SimSwitch(sim_mod.SimConfig(timing=TimingConfig(bridge_complete_ms=1000)),
+                             host="127.0.0.1", port=0).start()
+    sw = Switch("127.0.0.1", slow.port, slow.password, connect_timeout=5, command_timeout=10)
+    sw.start()
+    try:
+        a, b = _parked_pair(sw)
+        sw.subscribe("CHANNEL_EXECUTE_COMPLETE")
+        since = sw.seq
+        sw.bridge(a, b)
+        sw.broadcast(a, "tone_stream://%(200,0,440)", "both")
+        while True:
+            done = sw.wait_for(b, "CHANNEL_EXECUTE_COMPLETE", timeout=3, since=since)
+            if done["Application"] == "playback":
+                break
+            since = done.seq  # park's completion
+        assert done["Application-Response"] == "PLAYBACK ERROR"
+        assert sw.wait_for(a, "CHANNEL_BRIDGE", timeout=3).name == "CHANNEL_BRIDGE"  # the bridge still completes
+    finally:
+        sw.close()
+        slow.stop(timeout=5)
 
 
 def test_d4_bridge_wait_is_bounded():
