@@ -195,11 +195,11 @@ class SwitchCore(OriginateMixin):
             listener.offer(event)
         return event
 
-    def sleep_ms(self, field_or_ms: str | float) -> None:
-        """Wait a switch delay (a TimingConfig field name, or simulated ms), scaled by time_scale."""
-        ms = self.config.timing.seconds(field_or_ms) if isinstance(field_or_ms, str) else field_or_ms / 1000.0
-        if ms > 0:
-            gevent.sleep(self.clock.real(ms))
+    def sleep_until_ms(self, start: float, ms: float) -> None:
+        """Wait until ``ms`` simulated milliseconds after the monotonic time ``start`` (no drift from work done)."""
+        remaining = start + self.clock.real(ms / 1000.0) - time.monotonic()
+        if remaining > 0:
+            gevent.sleep(remaining)
 
     def media_delay_s(self, ch: Channel) -> float:
         """Simulated seconds from uuid_broadcast to the playback starting on ``ch`` (e_timing)."""
@@ -346,7 +346,7 @@ class SwitchCore(OriginateMixin):
                 self._unbridging.update((ch.uuid, partner.uuid))
                 if session is not None:
                     session.finish_gate = GEvent()  # this leg reports HANGUP_COMPLETE when the sequence allows
-                self.spawn(self._end_uuid_bridge, ch, partner)
+                self.spawn(self._end_uuid_bridge, ch, partner, time.monotonic())
         elif partner is not None:
             self.unbridge(ch, partner)
             self.after_bridge(partner)
@@ -365,7 +365,7 @@ class SwitchCore(OriginateMixin):
                 self._poke(other)
         return True
 
-    def _end_uuid_bridge(self, gone: Channel, other: Channel) -> None:
+    def _end_uuid_bridge(self, gone: Channel, other: Channel, start: float) -> None:
         """One leg of a uuid_bridge hung up: the order of FreeSWITCH 1.10 (e_timing, README).
 
         Killing A (first uuid): A HANGUP, B HANGUP, B HANGUP_COMPLETE, A UNBRIDGE, A HANGUP_COMPLETE.
@@ -374,7 +374,7 @@ class SwitchCore(OriginateMixin):
         """
         a, b = (gone, other) if gone.other_type == "originatee" else (other, gone)
         try:
-            self.sleep_ms("hangup_other_leg_ms")
+            self.sleep_until_ms(start, self.config.timing.hangup_other_leg_ms)
             for leg in (a, b):
                 leg.variables.pop("bridge_to", None)  # the bridge is over; last_bridge_to stays
             if gone is a:
@@ -475,8 +475,9 @@ class SwitchCore(OriginateMixin):
         CS_CONSUME_MEDIA and CS_EXCHANGE_MEDIA.  B's Channel-Call-UUID becomes A.
         """
         t = self.config.timing
+        start = time.monotonic()
         try:
-            self.sleep_ms("bridge_unpark_ms")
+            self.sleep_until_ms(start, t.bridge_unpark_ms)
             if a.bridged_to != b.uuid or not (a.alive and b.alive):
                 return
             for leg in (a, b):
@@ -493,11 +494,11 @@ class SwitchCore(OriginateMixin):
                 self.fire_state(a, state)
             for state in (ChannelState.CS_HIBERNATE, ChannelState.CS_RESET):
                 self.fire_state(b, state)
-            rest = max(0, t.bridge_complete_ms - t.bridge_unpark_ms)
-            self.sleep_ms(rest / 2)
+            complete = max(t.bridge_complete_ms, t.bridge_unpark_ms)
+            self.sleep_until_ms(start, (t.bridge_unpark_ms + complete) / 2)
             if b.alive:
                 self.fire_state(b, ChannelState.CS_SOFT_EXECUTE)
-            self.sleep_ms(rest - rest / 2)
+            self.sleep_until_ms(start, complete)
             if a.bridged_to != b.uuid or not (a.alive and b.alive):
                 return
             a.variables.pop("uuid_bridge", None)  # on UNPARK, gone by CHANNEL_BRIDGE (e_timing)
