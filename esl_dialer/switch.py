@@ -615,8 +615,27 @@ class Switch:
         logger.info("%s: originate %s uuid=%s -> %s", self.name, endpoint, uuid, result.reply)
         return result
 
-    def bridge(self, a: str, b: str) -> None:
+    def bridge(self, a: str, b: str, wait_s: float | None = None) -> Event | None:
+        """``uuid_bridge a b``; with ``wait_s``, also wait (bounded) for the pair's CHANNEL_BRIDGE.
+
+        FreeSWITCH replies ``+OK`` before the legs are joined: CHANNEL_BRIDGE
+        (on ``a`` only, Bridge-B-Unique-ID ``b``) follows about 60 ms later, and
+        a ``uuid_broadcast`` sent in between fails (PLAYBACK ERROR; esl-captures
+        e_timing).  Returns that event; raises SwitchTimeout when it does not
+        come within ``wait_s`` and ChannelHangup when ``a`` hangs up first.
+        """
+        since = self.seq
+        if wait_s is not None:
+            self.track(a)  # keep the event even if it arrives before wait_for runs
         self._api_ok(cmds.uuid_bridge(a, b))
+        if wait_s is None:
+            return None
+        deadline = time.monotonic() + wait_s
+        while True:
+            ev = self.wait_for(a, "CHANNEL_BRIDGE", timeout=max(0.0, deadline - time.monotonic()), since=since)
+            if (ev.get("Bridge-B-Unique-ID") or ev.get("Other-Leg-Unique-ID") or b) == b:
+                return ev
+            since = ev.seq  # an older bridge of ``a`` to another leg
 
     def transfer(self, uuid: str, extension: str, dialplan: str | None = None, context: str | None = None,
                  leg: str | None = None) -> None:

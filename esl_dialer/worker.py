@@ -108,6 +108,7 @@ class WorkerSettings:
     overflow_bridge_s: float = 1.5  # after a claim, how long the other worker has to bridge
     dial_interval_s: float = 0.2
     abandon_max_s: float = 15.0  # abandon message longest play before the hang-up
+    bridge_wait_s: float = 2.0  # uuid_bridge +OK -> CHANNEL_BRIDGE (FreeSWITCH: ~60 ms); the greeting waits for it
     agent_answer_timeout_s: int = 30
     http_timeout_s: float = 3.0
     console_password: Optional[str] = None  # agent console login (D5); no console for this agent when unset
@@ -139,6 +140,7 @@ class WorkerStats:
     abandoned: int = 0
     results_stored: int = 0
     dialed_while_talking: int = 0
+    greeting_skipped: int = 0  # bridges whose CHANNEL_BRIDGE never came: no greeting sent
     pop_latency_ms: list = field(default_factory=list)  # answer (or overflow) event received -> screen pop (D5)
 
 
@@ -301,7 +303,15 @@ class AgentWorker:
         try:
             if not leg:
                 raise sw.SwitchError("no agent leg")
-            self.switch.bridge(uuid, leg)
+            try:
+                # FreeSWITCH replies to uuid_bridge before the legs are joined; a greeting sent
+                # before CHANNEL_BRIDGE fails (PLAYBACK ERROR), so wait for it (bounded).
+                self.switch.bridge(uuid, leg, wait_s=self.s.bridge_wait_s)
+            except sw.SwitchTimeout:
+                logger.warning("worker %s: no CHANNEL_BRIDGE for call %s and agent leg %s within %.1f s: "
+                               "greeting not played", self.s.agent, uuid, leg, self.s.bridge_wait_s)
+                self.stats.greeting_skipped += 1
+                return
             # uuid_broadcast <uuid> <path> both: the party and the leg bridged to it hear it (mod_commands)
             self.switch.broadcast(uuid, self.s.greeting_path, "both")
             logger.info("worker %s: call %s bridged to agent leg %s with greeting", self.s.agent, uuid, leg)

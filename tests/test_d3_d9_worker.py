@@ -12,6 +12,7 @@ import gevent.event
 import pytest
 import sqlalchemy as sa
 
+from esl_dialer import switch as sw
 from esl_dialer.messages import AgentState, DialMode
 from esl_dialer.worker import AgentWorker, WorkerSettings
 from worker_harness import ControllerProcess, FakeSwitch, Outcome, attempts_by_record, make_campaign, wait_until
@@ -238,3 +239,24 @@ def test_d10_web_lead_dialed_ahead_of_the_list(db, controller, tmp_path):
     # ahead of the 30-odd list records still in the pool
     assert pos <= at_post + 5, (pos, at_post)
     assert len(order) < 40
+
+
+def test_d4_no_greeting_when_channel_bridge_never_comes(db, controller, tmp_path, caplog):
+    """uuid_bridge replied +OK but CHANNEL_BRIDGE did not follow: no greeting into a half-made bridge, and a log."""
+    camp = make_campaign(db, agents=["1001"], records=3)
+
+    class NoBridgeEvent(FakeSwitch):
+        def bridge(self, a, b, wait_s=None):
+            self.bridges.append((a, b))
+            if wait_s is not None:
+                raise sw.SwitchTimeout(f"no CHANNEL_BRIDGE on {a} within {wait_s} s")
+
+    switch = NoBridgeEvent(lambda n: Outcome("answer", ring_s=0.1, talk_s=0.3))
+    w = AgentWorker(settings("1001", controller, camp, tmp_path, mode=DialMode.PROGRESSIVE), switch).start()
+    try:
+        wait_until(lambda: w.stats.greeting_skipped >= 1, 10)
+    finally:
+        w.stop(timeout=2)
+    assert w.stats.greeting_skipped >= 1
+    assert switch.bridges and not switch.broadcasts
+    assert "greeting not played" in caplog.text

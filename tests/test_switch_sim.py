@@ -131,3 +131,67 @@ def test_x2_sim_transfer_break_record(sim, sw):
     assert ev["Hangup-Cause"] == "NORMAL_CLEARING"
     with pytest.raises(CommandFailed):
         sw.transfer(a.uuid, "9990")  # gone now
+
+
+def _parked_pair(sw):
+    a = sw.originate("loopback/9993", originate_timeout=10)
+    b = sw.originate("loopback/9993", originate_timeout=10)
+    assert a.ok and b.ok
+    return a.uuid, b.uuid
+
+
+def test_d4_bridge_waits_for_channel_bridge_so_the_greeting_plays(sim, sw):
+    """FreeSWITCH replies to uuid_bridge before the bridge; a greeting sent then fails (PLAYBACK ERROR)."""
+    a, b = _parked_pair(sw)
+    since = sw.seq
+    ev = sw.bridge(a, b, wait_s=2.0)
+    assert ev.name == "CHANNEL_BRIDGE" and ev["Bridge-B-Unique-ID"] == b
+    sw.subscribe("PLAYBACK_START", "CHANNEL_EXECUTE_COMPLETE")
+    sw.broadcast(a, "tone_stream://%(200,0,440)", "both")
+    start = sw.wait_for(b, "PLAYBACK_START", timeout=3, since=since)
+    assert start["Playback-File-Path"] == "tone_stream://%(200,0,440)"
+    done = sw.wait_for(a, "CHANNEL_EXECUTE_COMPLETE", timeout=3, since=since)
+    assert done["Application-Response"] != "PLAYBACK ERROR"
+
+
+def test_d4_greeting_right_after_the_uuid_bridge_reply_is_lost_on_a_real_switch():
+    """Why the wait: the old way (broadcast at once after +OK) loses the greeting.  The switch here
+    takes 1 s instead of 60 ms to bridge, so a slow round trip on a loaded machine cannot hide it."""
+    from esl_dialer.sim.timing import TimingConfig
+
+    slow = sim_mod.SimSwitch(sim_mod.SimConfig(timing=TimingConfig(bridge_complete_ms=1000)),
+                             host="127.0.0.1", port=0).start()
+    sw = Switch("127.0.0.1", slow.port, slow.password, connect_timeout=5, command_timeout=10)
+    sw.start()
+    try:
+        a, b = _parked_pair(sw)
+        sw.subscribe("CHANNEL_EXECUTE_COMPLETE")
+        since = sw.seq
+        sw.bridge(a, b)
+        sw.broadcast(a, "tone_stream://%(200,0,440)", "both")
+        while True:
+            done = sw.wait_for(b, "CHANNEL_EXECUTE_COMPLETE", timeout=3, since=since)
+            if done["Application"] == "playback":
+                break
+            since = done.seq  # park's completion
+        assert done["Application-Response"] == "PLAYBACK ERROR"
+        assert sw.wait_for(a, "CHANNEL_BRIDGE", timeout=3).name == "CHANNEL_BRIDGE"  # the bridge still completes
+    finally:
+        sw.close()
+        slow.stop(timeout=5)
+
+
+def test_d4_bridge_wait_is_bounded():
+    from esl_dialer.sim.timing import TimingConfig
+
+    slow = sim_mod.SimSwitch(sim_mod.SimConfig(timing=TimingConfig(bridge_complete_ms=3000)),
+                             host="127.0.0.1", port=0).start()
+    switch = Switch("127.0.0.1", slow.port, slow.password, connect_timeout=5, command_timeout=10)
+    switch.start()
+    try:
+        a, b = _parked_pair(switch)
+        with pytest.raises(SwitchTimeout):
+            switch.bridge(a, b, wait_s=0.2)
+    finally:
+        switch.close()
+        slow.stop(timeout=5)

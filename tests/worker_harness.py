@@ -329,13 +329,14 @@ class FakeSwitch:
             self.channels[ch.bridged_to].bridged_to = None  # park_after_bridge: the agent stays
         self._emit(uuid, "CHANNEL_HANGUP_COMPLETE", **{"Hangup-Cause": cause})
 
-    def bridge(self, a, b):
+    def bridge(self, a, b, wait_s=None):
         ca, cb = self.channels.get(a), self.channels.get(b)
         if ca is None or not ca.alive or cb is None or not cb.alive:
             raise sw.CommandFailed(f"uuid_bridge {a} {b}", "-ERR no such channel")
         ca.bridged_to, cb.bridged_to = b, a
         self.bridges.append((a, b))
         self._emit(a, "CHANNEL_BRIDGE", **{"Other-Leg-Unique-ID": b})
+        return None
 
     def broadcast(self, uuid, path, leg="both"):
         ch = self.channels.get(uuid)

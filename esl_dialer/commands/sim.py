@@ -19,8 +19,11 @@ logger = logging.getLogger(__name__)
 @click.option("--password", default=None, help="Event-socket password [from config, ClueCon].")
 @click.option("--time-scale", type=float, default=None,
               help="Real seconds per simulated second (0.1 = ten times faster) [from config, 1].")
+@click.option("--timing", "timing_profile", type=click.Choice(["realistic", "ideal"]), default=None,
+              help="Switch-side delays: realistic (measured on FreeSWITCH 1.10) or ideal (none) "
+                   "[from config, realistic].")
 @click.option("--quiet", is_flag=True, help="Do not log calls.")
-def sim_command(config_path, host, port, password, time_scale, quiet) -> None:
+def sim_command(config_path, host, port, password, time_scale, timing_profile, quiet) -> None:
     """Run a simulated FreeSWITCH that speaks the real event-socket protocol."""
     from ..sim import SimConfig, SimConfigError, SimSwitch, load_sim_config
 
@@ -32,6 +35,10 @@ def sim_command(config_path, host, port, password, time_scale, quiet) -> None:
         if time_scale <= 0:
             raise click.BadParameter("must be > 0", param_hint="--time-scale")
         config = config.with_overrides(time_scale=time_scale)
+    if timing_profile is not None:
+        from ..sim.timing import profile
+
+        config = config.with_overrides(timing=profile(timing_profile))
     if not quiet:
         logging.getLogger("esl_dialer.sim").setLevel(logging.INFO)
         if not logging.getLogger().handlers:

@@ -92,12 +92,8 @@ class LegAcceptor:
                 if s.gone.wait(cfg.poll_s):
                     raise CallerGone()
                 snap = cfg.controller.get_proxy(self.report.proxy_id)
-            if moh is not None and not moh.ready():
-                s.api(f"uuid_break {self.uuid} all")
-                try:
-                    s.wait(moh, 3.0, "music on hold")
-                except CommandTimeout:
-                    pass
+            if moh is not None and not s.stop(moh, self.uuid, 3.0):
+                logger.warning("leg %s: music did not stop after uuid_break", self.uuid)
             operator = snap["operator"]
             self.report.operator = operator["name"]
             self._bridge_operator(operator["extension"])

@@ -343,12 +343,9 @@ class IvrCall:
             self.session.execute("playback", "file_string://" + "!".join(files), timeout=PLAY_TIMEOUT_S)
 
     def _stop_music(self) -> None:
-        if self._moh is not None and not self._moh.ready():
-            self.session.api(f"uuid_break {self.uuid} all")
-            try:
-                self.session.wait(self._moh, 3.0, "music on hold")
-            except CommandTimeout:
-                logger.warning("call %s: music did not stop after uuid_break", self.uuid)
+        """Stop the music before an announcement or the bridge; the hold loop starts it again after."""
+        if self._moh is not None and not self.session.stop(self._moh, self.uuid, 3.0):
+            logger.warning("call %s: music did not stop after uuid_break", self.uuid)
         self._moh = None
 
     def _bridge(self, center: RemoteCenter, skill: str, proxy_id: str) -> None:

@@ -8,6 +8,10 @@
   not only on the application name, so a broken MOH ``playback`` can never be
   taken for the completion of the announcement ``playback`` that follows.
 - Hang-up is a :class:`gevent.event.Event` (``gone``) every wait can watch.
+- :meth:`wait_started` tells whether the switch has begun an execution (its
+  CHANNEL_EXECUTE arrived): FreeSWITCH starts an execute a media step after
+  ``sendmsg``, and ``uuid_break <uuid> all`` discards one not yet started
+  without any event, so breaking must wait for the start first.
 - ``close()`` never blocks: ``exit`` with a short timeout, then the reader and
   dispatcher greenlets are killed and the socket closed (greenswitch's
   dispatcher loops forever once the final notice set ``connected`` False).
@@ -21,6 +25,8 @@ from typing import Any
 import gevent
 import gevent.event
 from greenswitch.esl import NotConnectedError, OutboundSession, OutboundSessionHasGoneAway
+
+from ..esl import commands as cmds
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +48,9 @@ class IvrSession(OutboundSession):
         self.command_timeout_s = command_timeout_s
         self._executions: dict[str, gevent.event.AsyncResult] = {}
         self._by_app: dict[str, tuple[str, gevent.event.AsyncResult]] = {}
+        self._started: dict[str, gevent.event.Event] = {}  # app uuid -> its CHANNEL_EXECUTE arrived
         super().__init__(client_address, sock)
+        self.register_handle("CHANNEL_EXECUTE", self._on_execute)
         self.register_handle("CHANNEL_EXECUTE_COMPLETE", self._on_execute_complete)
         self.register_handle("CHANNEL_HANGUP", self._on_channel_hangup)
 
@@ -107,6 +115,19 @@ class IvrSession(OutboundSession):
 
     # -- applications
 
+    def _on_execute(self, event) -> None:
+        started = self._started.get(event.headers.get("Application-UUID") or "")
+        if started is not None:
+            started.set()
+
+    def wait_started(self, result: gevent.event.AsyncResult, timeout: float) -> bool:
+        """True once the execution behind ``result`` has started (or already ended) on the switch."""
+        if result.ready():
+            return True
+        key = next((k for k, v in self._executions.items() if v is result), None)
+        started = self._started.get(key) if key is not None else None
+        return started is not None and started.wait(timeout)
+
     def _on_execute_complete(self, event) -> None:
         app_uuid = event.headers.get("Application-UUID")
         if app_uuid not in self._executions:
@@ -117,6 +138,7 @@ class IvrSession(OutboundSession):
         if app_uuid is not None:
             result = self._executions.pop(app_uuid)
             self._by_app.pop(app_uuid, None)
+            self._started.pop(app_uuid, None)
             # FreeSWITCH sends CHANNEL_HANGUP before the interrupted app's
             # EXECUTE_COMPLETE: a result already failed with CallerGone stays failed.
             if not result.ready():
@@ -139,6 +161,7 @@ class IvrSession(OutboundSession):
         result = gevent.event.AsyncResult()
         self._executions[app_uuid] = result
         self._by_app[app_uuid] = (app, result)
+        self._started[app_uuid] = gevent.event.Event()
         try:
             reply = self.send(command)
         except (OutboundSessionHasGoneAway, NotConnectedError):
@@ -156,6 +179,7 @@ class IvrSession(OutboundSession):
     def _forget(self, app_uuid: str) -> None:
         self._executions.pop(app_uuid, None)
         self._by_app.pop(app_uuid, None)
+        self._started.pop(app_uuid, None)
 
     def execute(self, app: str, arg: str | None = None, *, timeout: float | None = None) -> dict:
         """Run an application and return its CHANNEL_EXECUTE_COMPLETE headers.
@@ -165,6 +189,26 @@ class IvrSession(OutboundSession):
         """
         result = self.start(app, arg)
         return self.wait(result, timeout, app)
+
+    def stop(self, result: gevent.event.AsyncResult, uuid: str, timeout: float = 3.0) -> bool:
+        """Stop a running execution (music) with ``uuid_break <uuid> all`` and wait for its completion.
+
+        A music ``playback`` sent a moment ago may not have started yet: the
+        switch starts it one media step later, and ``uuid_break all`` would
+        discard it silently (no event ever: a wait for its completion would run
+        into the timeout).  So wait for its CHANNEL_EXECUTE first.  Returns
+        False when it did not stop within ``timeout``.
+        """
+        if result.ready():
+            return True
+        if not self.wait_started(result, timeout):
+            logger.warning("%s: the execution to stop never started; breaking anyway", uuid)
+        self.api(cmds.uuid_break(uuid, all_=True))
+        try:
+            self.wait(result, timeout, "music on hold")
+        except CommandTimeout:
+            return False
+        return True
 
     def wait(self, result: gevent.event.AsyncResult, timeout: float | None, what: str = "application") -> dict:
         try:

@@ -4,11 +4,16 @@ A table maps each application name to a small handler ``(runner, session,
 arg) -> Application-Response``.  :meth:`AppRunner.execute` wraps every call in
 CHANNEL_EXECUTE / CHANNEL_EXECUTE_COMPLETE as ``switch_core_session_exec``
 does.  Audio does not exist: a playback lasts the WAV file's duration when
-the file can be read (stdlib ``wave``), else ``playback_default_s``.
+the file can be read (stdlib ``wave``), else ``playback_default_s``;
+``local_stream://`` plays until broken.  Application-Response is the
+channel's ``current_application_response`` when the app completes, as in
+``switch_core_session_exec``: cleared when an app starts, set by playbacks,
+so a park whose nested playback failed reports ``PLAYBACK ERROR``.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import wave
@@ -78,9 +83,11 @@ class AppRunner:
         app_uuid = app_uuid or new_uuid()
         prev = (ch.current_app, ch.current_app_data)
         ch.current_app, ch.current_app_data = app, arg
+        ch.last_app, ch.last_arg = app, arg
         ch.variables["current_application"] = app
         if arg:
             ch.variables["current_application_data"] = arg
+        ch.variables.pop("current_application_response", None)
         data = [("Application-Data", arg)] if arg else []
         if ch.state in (ChannelState.CS_NEW, ChannelState.CS_INIT, ChannelState.CS_ROUTING):
             ch.state = ChannelState.CS_EXECUTE
@@ -106,6 +113,8 @@ class AppRunner:
         ch = session.ch
         if response != NONE:
             ch.variables["current_application_response"] = response
+        else:  # what a nested application left, as switch_core_session_exec reports it
+            response = ch.variables.get("current_application_response", NONE)
         self.switch.fire_channel("CHANNEL_EXECUTE_COMPLETE", ch, [
             ("Application", app), *data, ("Application-Response", response), ("Application-UUID", app_uuid)])
 
@@ -113,6 +122,8 @@ class AppRunner:
     def file_seconds(self, path: str) -> float:
         """How long a playback of ``path`` lasts in simulated seconds."""
         path = path.strip()
+        if path.startswith("local_stream://"):
+            return math.inf  # a music stream never ends: uuid_break stops it
         if path.startswith("tone_stream://"):
             m = _TONE_MS.search(path)
             return int(m.group(1)) / 1000.0 if m else self.switch.config.playback_default_s
@@ -135,27 +146,37 @@ class AppRunner:
         return self.switch.config.playback_default_s
 
     def play(self, session: Session, path: str, seconds: float | None = None) -> str:
-        """PLAYBACK_START, the file's duration (uuid_break stops it), PLAYBACK_STOP."""
+        """PLAYBACK_START, the file's duration (uuid_break stops it), PLAYBACK_STOP.
+
+        On a leg that uuid_bridge is moving (replied, not yet bridged) the real
+        switch fails at once: PLAYBACK ERROR, no PLAYBACK_START/STOP.
+        """
         sw = self.switch
         ch = session.ch
+        if ch.bridge_pending:
+            return "PLAYBACK ERROR"
         if seconds is None:
             seconds = self.file_seconds(path)
+        if math.isfinite(seconds):
+            seconds = sw.config.timing.frames(seconds)  # whole 20 ms media frames
         ftype = path.split("://", 1)[0] if "://" in path else path.rsplit(".", 1)[-1] if "." in path else "file"
         info = [("Playback-File-Type", ftype), ("Playback-File-Path", path)]
         pb = Playback(file=path, leg=ch.uuid, started=sw.clock.now(), seconds=seconds)
         ch.playbacks.append(pb)
         sw.fire_channel("PLAYBACK_START", ch, info)
-        session.playing = True
+        session.playing += 1
         status = "done"
         try:
-            session.block(seconds, breakable=True)
+            # executes without event-lock sent meanwhile run nested inside this playback
+            session.block(seconds if math.isfinite(seconds) else None, breakable=True, nest=True)
         except BreakInterrupt:
             status = "break"
+            session.not_before = session.later("next_after_break_ms")
         except HangupInterrupt:
             status = "break"
             raise
         finally:
-            session.playing = False
+            session.playback_ended()
             played = min(seconds, max(0.0, sw.clock.now() - pb.started))
             pb.status = status
             ms = int(played * 1000)

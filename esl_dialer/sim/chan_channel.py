@@ -140,6 +140,10 @@ class Channel:
     controlled: bool = False  # an outbound socket or park keeps it alive when the dialplan ends
     current_app: str | None = None
     current_app_data: str | None = None
+    last_app: str | None = None  # the newest application started (switch's app log): last_app at hang-up
+    last_arg: str = ""
+    bridge_pending: bool = False  # uuid_bridge replied, CHANNEL_BRIDGE not yet sent: media is moving
+    bridged_by: str | None = None  # "uuid_bridge" | "bridge": how the current bridge was made
     playbacks: list[Playback] = field(default_factory=list)
     recordings: list[str] = field(default_factory=list)
     dtmf_sent: list[str] = field(default_factory=list)  # digits pressed on this leg
@@ -212,9 +216,13 @@ class Channel:
             v[f"{prefix}_epoch"] = str(int(ts)) if ts else "0"
             v[f"{prefix}_uepoch"] = _us(ts)
         v["hold_accum_seconds"] = v["hold_accum_usec"] = v["hold_accum_ms"] = "0"
-        if self.current_app:
-            v["last_app"] = self.current_app
-            v["last_arg"] = self.current_app_data or ""
+        if self.last_app or self.current_app:
+            # the app log's newest entry: the last application before a uuid_bridge, never uuid_bridge;
+            # last_arg only when that app had an argument (e_timing: none after park)
+            v["last_app"] = self.last_app or self.current_app or ""
+            arg = self.last_arg if self.last_app else (self.current_app_data or "")
+            if arg:
+                v["last_arg"] = arg
         v["caller_id"] = self.caller_id_number
         dur = end - created
         bill = (end - answered) if answered else 0.0

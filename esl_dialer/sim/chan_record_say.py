@@ -217,7 +217,7 @@ def app_record(runner: "AppRunner", session: Session, arg: str) -> str:
     ch.recordings.append(path)
     start = limit_start = sw.clock.now()
     sw.fire_channel("RECORD_START", ch, [("Record-File-Path", path)])
-    session.playing = True  # uuid_break stops a recording as it stops a playback
+    session.playing += 1  # uuid_break stops a recording as it stops a playback
     reason = "limit"
 
     def on_digit(digit: str) -> bool:
@@ -270,7 +270,7 @@ def app_record(runner: "AppRunner", session: Session, arg: str) -> str:
         reason = "hangup"
         raise
     finally:
-        session.playing = False
+        session.playback_ended()
         recorded = max(0.0, sw.clock.now() - start)
         if limit and reason == "limit":
             recorded = min(recorded, limit + (limit_start - start))

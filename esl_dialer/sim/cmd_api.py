@@ -147,7 +147,13 @@ class ApiCommands:
         if leg in ("bleg", "holdb", "both") and ch.bridged_to:
             targets.append(ch.bridged_to)
         for uuid in targets:
-            self.switch.queue_message(uuid, Message("execute", app=app, arg=app_arg))
+            leg_ch = self.switch.find(uuid)
+            if leg_ch is None:
+                continue
+            # the playback starts after the switch's media delay (e_timing: 200 ms parked,
+            # 360/380 ms on a bridged B/A; fails with PLAYBACK ERROR while uuid_bridge moves the leg)
+            self.switch.queue_message(uuid, Message("execute", app=app, arg=app_arg,
+                                                    delay_s=self.switch.media_delay_s(leg_ch)))
         ch.note(self.switch.clock.now(), "broadcast", f"{path} {leg}")
         return "+OK Message sent\n"
 

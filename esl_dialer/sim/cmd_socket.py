@@ -387,8 +387,12 @@ class EventSocketCommands:
             if arg is None and frame.body:
                 arg = frame.text
             loops = h.get("loops", "1")
+            # one media step before CHANNEL_EXECUTE (f_outbound_break: 20-21 ms); with event-lock it
+            # waits for the running application, without it nests inside a running playback
             msg = Message("execute", app=h.get("execute-app-name", ""), arg=arg or "",
-                          app_uuid=h.get("event-uuid"), loops=int(loops) if loops.isdigit() else 1, headers=h)
+                          app_uuid=h.get("event-uuid"), loops=int(loops) if loops.isdigit() else 1, headers=h,
+                          delay_s=self.switch.config.timing.seconds("execute_ms"),
+                          lock=h.get("event-lock", "").lower() == "true")
         elif command == "hangup":
             msg = Message("hangup", cause=h.get("hangup-cause", "NORMAL_CLEARING"))
         else:

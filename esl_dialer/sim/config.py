@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable, Mapping, Union
 
 from ..toml_lines import key_lines, line_of
 
+from .timing import REALISTIC, TimingConfig, TimingConfigError, profile as timing_profile
+
 OUTCOMES = ("answer", "busy", "no_answer", "failed", "machine", "hangup_while_waiting")
 
 # Hang-up causes FreeSWITCH reports for each failed outcome (switch_types.h).
@@ -231,6 +233,7 @@ class SimConfig:
     inbound: InboundModel = InboundModel()
     gateways: tuple[str, ...] = ()  # empty = any gateway name is accepted
     callcenter: "CallcenterConfig" = field(default_factory=lambda: CallcenterConfig())  # defined below
+    timing: TimingConfig = REALISTIC  # switch-side delays ([timing]; see timing.py)
 
     def rule_for(self, number: str) -> NumberRule:
         for rule in self.rules:
@@ -428,6 +431,7 @@ TABLES: dict[str, Callable[..., dict[str, Any]]] = {
     "users": _users_table,
     "dialplan": _dialplan_table,
     "callcenter": lambda data, path: _callcenter_table(data, path),
+    "timing": lambda data, path: _timing_table(data, path),
 }
 
 
@@ -540,6 +544,25 @@ def _callcenter_table(data: Any, path: tuple[Key, ...]) -> dict[str, Any]:
         if tier.queue not in queues or tier.agent not in names:
             raise SimConfigError("queue and agent must be ones defined here", path + ("tiers", i))
     return {"callcenter": CallcenterConfig(**kwargs)}
+
+
+def _timing_table(data: Any, path: tuple[Key, ...]) -> dict[str, Any]:
+    """``[timing]``: ``profile = "realistic"|"ideal"`` plus overrides of TimingConfig's fields (ms >= 0)."""
+    if not isinstance(data, Mapping):
+        raise SimConfigError("expected a table", path)
+    try:
+        base = timing_profile(data["profile"] if isinstance(data.get("profile"), str) else "realistic")
+    except TimingConfigError as err:
+        raise SimConfigError(str(err).split(": ", 1)[-1], path + ("profile",)) from err
+    if "profile" in data and not isinstance(data["profile"], str):
+        raise SimConfigError(f"expected a string, got {data['profile']!r}", path + ("profile",))
+    rest = {k: v for k, v in data.items() if k != "profile"}
+    timing = parse_dataclass(TimingConfig, rest, path, base=base, exclude=("profile",))
+    for key in rest:
+        value = getattr(timing, key)
+        if not isinstance(value, bool) and value < 0:
+            raise SimConfigError("must be a number of milliseconds >= 0", path + (key,))
+    return {"timing": timing}
 
 
 def register_table(name: str, cls: type, field_name: str | None = None) -> None:

@@ -299,8 +299,9 @@ class OriginateMixin:
             if k in a.variables:  # names a accepted (valid)
                 b.variables.setdefault(k, v)
         a.loopback_peer, b.loopback_peer = b.uuid, a.uuid
-        a.variables.update({"other_loopback_leg_uuid": b.uuid, "loopback_leg": "A", "is_loopback": "1"})
-        b.variables.update({"other_loopback_leg_uuid": a.uuid, "loopback_leg": "B", "is_loopback": "1"})
+        # is_loopback is set only at hang-up (CHANNEL_HANGUP_COMPLETE in every capture), see finish_channel
+        a.variables.update({"other_loopback_leg_uuid": b.uuid, "loopback_leg": "A"})
+        b.variables.update({"other_loopback_leg_uuid": a.uuid, "loopback_leg": "B"})
         if originator is not None:
             a.other_leg, a.other_type = originator.uuid, "originator"
         self.fire_channel("CHANNEL_OUTGOING", a, variables=False, state_name="CS_NONE", state_number=1)

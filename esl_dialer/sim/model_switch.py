@@ -1,5 +1,10 @@
 """The switch model: channels, events, bridge, hang-up (layer ``model_``).
 
+``uuid_bridge`` and the hang-up of a bridged pair follow FreeSWITCH 1.10's
+order and timing (``config.timing``, see :mod:`.timing`): the reply first,
+CHANNEL_UNPARK one media step later, CHANNEL_BRIDGE (on the first leg only)
+three steps later; a hung-up leg's partner follows one step later.
+
 Everything runs in gevent greenlets of the calling process.  Above this layer
 are the api commands (:mod:`.cmd_api`) and the event-socket connections
 (``wire_*``); below it the channels and their applications (``chan_*``).
@@ -63,6 +68,7 @@ class SwitchCore(OriginateMixin):
         self.scripts: dict[str, collections.deque[PartyPlan]] = {}
         self.eavesdroppers: dict[str, set[str]] = {}  # target uuid -> uuids listening in
         self._gone: collections.OrderedDict[str, Channel] = collections.OrderedDict()
+        self._unbridging: set[str] = set()  # legs whose uuid_bridge is being torn down
         self.apps = AppRunner(self)
         self.group = Group()
         self.started_at = time.time()
@@ -204,6 +210,25 @@ class SwitchCore(OriginateMixin):
         for listener in takers:
             listener.offer_log(entry)
 
+    def sleep_until_ms(self, start: float, ms: float) -> None:
+        """Wait until ``ms`` simulated milliseconds after the monotonic time ``start`` (no drift from work done)."""
+        remaining = start + self.clock.real(ms / 1000.0) - time.monotonic()
+        if remaining > 0:
+            gevent.sleep(remaining)
+
+    def media_delay_s(self, ch: Channel) -> float:
+        """Simulated seconds from uuid_broadcast to the playback starting on ``ch`` (e_timing)."""
+        t = self.config.timing
+        if ch.bridge_pending:
+            return t.seconds("broadcast_lost_ms")
+        if ch.bridged_to:
+            return t.seconds("broadcast_bridged_a_ms" if ch.other_type == "originatee" else "broadcast_bridged_b_ms")
+        return t.seconds("broadcast_parked_ms")
+
+    def fire_state(self, ch: Channel, state: ChannelState) -> None:
+        ch.state = state
+        self.fire_channel("CHANNEL_STATE", ch, variables=False)
+
     def _heartbeat_loop(self) -> None:
         while True:
             gevent.sleep(self.config.heartbeat_s)
@@ -325,6 +350,11 @@ class SwitchCore(OriginateMixin):
         ch.hangup_cause = cause
         ch.answer_state = "hangup"
         ch.note(ch.hangup_at, "hangup", cause)
+        partner = self.find(ch.bridged_to)
+        if partner is not None and ch.bridged_by == "uuid_bridge" and ch.uuid not in self._unbridging:
+            # the leg whose hang-up ends a uuid_bridge records its role; the other why it ended (e_timing)
+            ch.variables["last_bridge_role"] = "originator" if ch.other_type == "originatee" else "originatee"
+            partner.variables["last_bridge_hangup_cause"] = cause
         self.log(5, *_hangup_site(ch, self.find(ch.loopback_peer)),
                  f"Hangup {ch.name} [{ch.state.name}] [{cause}]", uuid=ch.uuid, channel=CHANNEL_ID_LOG)
         self.fire_channel("CHANNEL_HANGUP", ch, state_number=ChannelState.CS_HANGUP.value)
@@ -333,8 +363,13 @@ class SwitchCore(OriginateMixin):
         if session:
             session.request_hangup()
         self._poke(ch)
-        partner = self.find(ch.bridged_to)
-        if partner is not None:
+        if partner is not None and ch.bridged_by == "uuid_bridge":
+            if ch.uuid not in self._unbridging:
+                self._unbridging.update((ch.uuid, partner.uuid))
+                if session is not None:
+                    session.finish_gate = GEvent()  # this leg reports HANGUP_COMPLETE when the sequence allows
+                self.spawn(self._end_uuid_bridge, ch, partner, time.monotonic())
+        elif partner is not None:
             self.unbridge(ch, partner)
             self.after_bridge(partner)
         peer = self.find(ch.loopback_peer)
@@ -352,6 +387,40 @@ class SwitchCore(OriginateMixin):
                 self._poke(other)
         return True
 
+    def _end_uuid_bridge(self, gone: Channel, other: Channel, start: float) -> None:
+        """One leg of a uuid_bridge hung up: the order of FreeSWITCH 1.10 (e_timing, README).
+
+        Killing A (first uuid): A HANGUP, B HANGUP, B HANGUP_COMPLETE, A UNBRIDGE, A HANGUP_COMPLETE.
+        Killing B: B HANGUP, A UNBRIDGE, A HANGUP, A HANGUP_COMPLETE, B HANGUP_COMPLETE.
+        The other leg follows one media step later, with NORMAL_CLEARING.
+        """
+        a, b = (gone, other) if gone.other_type == "originatee" else (other, gone)
+        try:
+            self.sleep_until_ms(start, self.config.timing.hangup_other_leg_ms)
+            for leg in (a, b):
+                leg.variables.pop("bridge_to", None)  # the bridge is over; last_bridge_to stays
+            if gone is a:
+                if b.bridged_to == a.uuid:
+                    self.after_bridge(b)  # B hangs up (or parks / returns to its socket)
+                    b_session = self.sessions.get(b.uuid)
+                    if not b.alive and b_session is not None:
+                        b_session.done.wait(timeout=2.0)
+                self.unbridge(a, b)
+            else:
+                self.unbridge(a, b)
+                if a.alive:
+                    self.fire_state(a, ChannelState.CS_EXECUTE)
+                    a_session = self.sessions.get(a.uuid)
+                    self.after_bridge(a)
+                    if not a.alive and a_session is not None:
+                        a_session.done.wait(timeout=2.0)
+        finally:
+            self._unbridging.discard(a.uuid)
+            self._unbridging.discard(b.uuid)
+            gone_session = self.sessions.get(gone.uuid)
+            if gone_session is not None and gone_session.finish_gate is not None:
+                gone_session.finish_gate.set()
+
     def finish_channel(self, session: Session) -> None:
         ch = session.ch
         if ch.alive:  # the session ended by itself (should not happen) -> clean hang-up
@@ -364,12 +433,17 @@ class SwitchCore(OriginateMixin):
         ch.call_state = CallState.HANGUP
         self.fire_channel("CHANNEL_STATE", ch, variables=False)
         ch.set_hangup_variables()
+        if ch.loopback_peer:
+            ch.variables["is_loopback"] = "1"  # mod_loopback's, seen only from CHANNEL_HANGUP_COMPLETE on
         self.fire_channel("CHANNEL_HANGUP_COMPLETE", ch, first=[("Hangup-Cause", ch.hangup_cause or "")])
         if session.listener is not None:
             session.listener.channel_gone(ch)
             session.listener = None
+        # e_timing: CHANNEL_DESTROY still says CS_REPORTING (number 12) and carries the variables;
+        # CHANNEL_STATE CS_DESTROY follows
+        self.fire_channel("CHANNEL_DESTROY", ch, state_number=ChannelState.CS_DESTROY.value)
         ch.state = ChannelState.CS_DESTROY
-        self.fire_channel("CHANNEL_DESTROY", ch, variables=False)
+        self.fire_channel("CHANNEL_STATE", ch, variables=False)
         self.log(5, "switch_core_session.c", "switch_core_session_thread", 1762,
                  f"Session {ch.session_id} ({ch.name}) Ended", uuid=ch.uuid)
         self.log(5, "switch_core_session.c", "switch_core_session_thread", 1766,
@@ -392,12 +466,13 @@ class SwitchCore(OriginateMixin):
             leg.bridged_to = other.uuid
             leg.other_leg = other.uuid
             leg.other_type = kind
-            leg.bridged_at = leg.bridged_at or now
-            leg.variables.update({
-                "bridge_to": other.uuid, "last_bridge_to": other.uuid, "bridge_channel": other.name,
-                "bridge_uuid": other.uuid, "signal_bond": other.uuid,
-            })
-            if via_app == "uuid_bridge":
+            leg.bridged_by = via_app
+            leg.bridge_pending = via_app == "uuid_bridge" and self.config.timing.delayed
+            leg.variables.update({"bridge_channel": other.name, "bridge_uuid": other.uuid, "signal_bond": other.uuid})
+            if via_app != "uuid_bridge":
+                leg.bridged_at = leg.bridged_at or now
+                leg.variables.update({"bridge_to": other.uuid, "last_bridge_to": other.uuid})
+            else:
                 # uuid_bridge transfers both legs: FreeSWITCH records it in the profile and variables
                 source = f"{int(now)}:{new_uuid()}:uuid_br:{other.uuid}"
                 leg.transfer_source = source
@@ -407,28 +482,69 @@ class SwitchCore(OriginateMixin):
                     "original_caller_id_number": leg.caller_id_number,
                     "transfer_history": source, "transfer_source": source,
                 })
-            leg.state = ChannelState.CS_EXCHANGE_MEDIA
             leg.note(now, "bridge", other.uuid)
-            session = self.sessions.get(leg.uuid)
-            if session is not None and session.parked:
-                session.request_unpark()
+            if via_app != "uuid_bridge":
+                leg.state = ChannelState.CS_EXCHANGE_MEDIA
         if via_app == "uuid_bridge":
-            # FreeSWITCH ends park first (EXECUTE_COMPLETE park), then announces the bridge.
-            self.spawn(self._announce_bridge, a, b, via_app)
+            a.variables["uuid_bridge"] = b.uuid  # mod_commands records the partner on the first leg
+            # The reply goes out first; park ends and the bridge is announced later (_uuid_bridge).
+            self.spawn(self._uuid_bridge, a, b)
         else:
             self._announce_bridge(a, b, via_app)
 
-    def _announce_bridge(self, a: Channel, b: Channel, via_app: str) -> None:
-        if via_app == "uuid_bridge":
+    def _uuid_bridge(self, a: Channel, b: Channel) -> None:
+        """After the +OK: the order and media steps of FreeSWITCH 1.10 (e_timing, README).
+
+        Both legs: CHANNEL_UNPARK, EXECUTE_COMPLETE park, CS_HIBERNATE, CS_RESET
+        (+20 ms); A: CS_SOFT_EXECUTE at once, B one step later; then (+60 ms)
+        CHANNEL_EXECUTE uuid_bridge on both, CHANNEL_BRIDGE on A only, B
+        CS_CONSUME_MEDIA and CS_EXCHANGE_MEDIA.  B's Channel-Call-UUID becomes A.
+        """
+        t = self.config.timing
+        start = time.monotonic()
+        try:
+            self.sleep_until_ms(start, t.bridge_unpark_ms)
+            if a.bridged_to != b.uuid or not (a.alive and b.alive):
+                return
+            for leg in (a, b):
+                session = self.sessions.get(leg.uuid)
+                if session is not None and session.parked:
+                    session.request_unpark()
             deadline = time.monotonic() + 1.0
             while time.monotonic() < deadline and any(
                     (s := self.sessions.get(leg.uuid)) is not None and s.parked for leg in (a, b)):
                 gevent.sleep(0.001)
             if a.bridged_to != b.uuid or not (a.alive and b.alive):
                 return
+            for state in (ChannelState.CS_HIBERNATE, ChannelState.CS_RESET, ChannelState.CS_SOFT_EXECUTE):
+                self.fire_state(a, state)
+            for state in (ChannelState.CS_HIBERNATE, ChannelState.CS_RESET):
+                self.fire_state(b, state)
+            complete = max(t.bridge_complete_ms, t.bridge_unpark_ms)
+            self.sleep_until_ms(start, (t.bridge_unpark_ms + complete) / 2)
+            if b.alive:
+                self.fire_state(b, ChannelState.CS_SOFT_EXECUTE)
+            self.sleep_until_ms(start, complete)
+            if a.bridged_to != b.uuid or not (a.alive and b.alive):
+                return
+            a.variables.pop("uuid_bridge", None)  # on UNPARK, gone by CHANNEL_BRIDGE (e_timing)
             for leg, other in ((a, b), (b, a)):
                 self.fire_channel("CHANNEL_EXECUTE", leg, [("Application", "uuid_bridge"),
                                                            ("Application-Data", other.uuid)])
+            b.variables["call_uuid"] = a.uuid  # from the bridge on, B's events carry A as Channel-Call-UUID
+            now = self.clock.now()
+            for leg in (a, b):
+                leg.bridged_at = leg.bridged_at or now
+            self._announce_bridge(a, b, "uuid_bridge")
+            for leg, other in ((a, b), (b, a)):  # set once the bridge runs (not yet on CHANNEL_BRIDGE)
+                leg.variables.update({"bridge_to": other.uuid, "last_bridge_to": other.uuid})
+            for state in (ChannelState.CS_CONSUME_MEDIA, ChannelState.CS_EXCHANGE_MEDIA):
+                self.fire_state(b, state)
+        finally:
+            a.bridge_pending = b.bridge_pending = False
+
+    def _announce_bridge(self, a: Channel, b: Channel, via_app: str) -> None:
+        a.bridge_pending = b.bridge_pending = False
         self.fire_channel("CHANNEL_BRIDGE", a, first=[("Bridge-A-Unique-ID", a.uuid),
                                                       ("Bridge-B-Unique-ID", b.uuid)])
         for leg in (a, b):
@@ -444,6 +560,11 @@ class SwitchCore(OriginateMixin):
         second = b if first is a else a
         a.bridged_to = None
         b.bridged_to = None
+        a.bridge_pending = b.bridge_pending = False
+        for leg in (a, b):
+            leg.variables.pop("bridge_to", None)  # last_bridge_to stays
+        if second.hangup_cause:  # the first leg's bridge thread records why the bridge ended
+            first.variables["bridge_hangup_cause"] = second.hangup_cause
         self.fire_channel("CHANNEL_UNBRIDGE", first, first=[("Bridge-A-Unique-ID", first.uuid),
                                                             ("Bridge-B-Unique-ID", second.uuid)])
         now = self.clock.now()

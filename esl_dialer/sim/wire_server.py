@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from gevent import socket as gsocket
 from gevent.server import StreamServer
 
 from .wire_listener import Listener
@@ -35,6 +36,9 @@ class EslServer:
             listener.close()
 
     def _handle(self, sock, address) -> None:
+        # mod_event_socket's listener_run sets TCP_NODELAY: without it Nagle holds small event
+        # frames back by tens of ms, which would hide the switch's own 20 ms timing
+        sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
         listener = Listener(self.switch, sock, address)
         self.listeners.add(listener)
         try:
