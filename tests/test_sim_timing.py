@@ -7,15 +7,15 @@ captures.  Everything runs at time_scale 1: the delays are the point.
 """
 from __future__ import annotations
 
-import os
 import time
 import wave
-from pathlib import Path
 
 import gevent
 import pytest
 from gevent.queue import Queue
 from gevent.server import StreamServer
+
+from conformance_capture import capture_path, open_capture
 
 from esl_dialer.esl import encode_sendmsg, parse_event
 from esl_dialer.sim import SimConfig, SimSwitch
@@ -496,7 +496,7 @@ def test_a_break_that_comes_after_the_file_ended_does_not_hit_the_next_one(sim, 
 
 # -- replay of e_timing (runs where the capture is present) ------------------------------
 
-E_TIMING = Path(os.environ.get("ESL_CAPTURES_DIR", Path(__file__).resolve().parent / "esl-captures")) / "e_timing.jsonl"
+E_TIMING = capture_path("e_timing", ".jsonl")  # vendored xz-compressed (tests/esl-captures)
 NOT_SIMULATED = {"CHANNEL_CALLSTATE", "CALL_UPDATE", "PRIVATE_COMMAND"}  # see docs: not reproduced yet
 
 
@@ -523,7 +523,7 @@ def _legs_after_bridge(events: list[dict], a_legs: list[str]) -> dict[str, list[
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not E_TIMING.exists(), reason="e_timing capture not available")
+@pytest.mark.skipif(E_TIMING is None, reason="e_timing capture not in tests/esl-captures nor ESL_CAPTURES_DIRS")
 def test_replay_e_timing_pairs_per_leg_event_order_matches_freeswitch(tmp_path, monkeypatch):
     """The ten uuid_bridge pairs of e_timing (kills of A and of B, broadcasts before and after
     CHANNEL_BRIDGE) replayed: each leg's events from the bridge on, in the capture's order."""
@@ -536,9 +536,10 @@ def test_replay_e_timing_pairs_per_leg_event_order_matches_freeswitch(tmp_path, 
     scale = 0.5  # the 20 ms window in which a broadcast is lost stays wider than the client's round trip
     monkeypatch.setattr(test_sim_replay, "SCALE", scale)  # the script's waits, scaled like the switch
 
-    script = json.loads(E_TIMING.with_name("e_timing.script.json").read_text())
+    script = json.loads(capture_path("e_timing", ".script.json").read_text())
     script = script[: next(i for i, s in enumerate(script) if "{uuid21}" in s.get("send", ""))]
-    captured = [json.loads(line) for line in E_TIMING.open()]
+    with open_capture(E_TIMING) as fh:
+        captured = [json.loads(line) for line in fh]
     cap_events = [d["event"] for d in captured if isinstance(d.get("event"), dict)]
     cap_a = [m for d in captured if d.get("sent") for m in re.findall(r"origination_uuid=([0-9a-f-]{36})", d["sent"])]
     (tmp_path / "esl-test").mkdir()

@@ -159,8 +159,11 @@ class AppRunner:
             seconds = self.file_seconds(path)
         if math.isfinite(seconds):
             seconds = sw.config.timing.frames(seconds)  # whole 20 ms media frames
-        ftype = path.split("://", 1)[0] if "://" in path else path.rsplit(".", 1)[-1] if "." in path else "file"
-        info = [("Playback-File-Type", ftype), ("Playback-File-Path", path)]
+        # switch_ivr_play_file sets Playback-File-Type only for a stream (<type>://...); a plain
+        # file's events carry the path alone (e_timing, f_outbound_break)
+        info = [("Playback-File-Path", path)]
+        if "://" in path:
+            info.insert(0, ("Playback-File-Type", path.split("://", 1)[0]))
         pb = Playback(file=path, leg=ch.uuid, started=sw.clock.now(), seconds=seconds)
         ch.playbacks.append(pb)
         sw.fire_channel("PLAYBACK_START", ch, info)

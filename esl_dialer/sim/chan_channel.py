@@ -131,6 +131,7 @@ class Channel:
     progress_media_at: float | None = None
     answered_at: float | None = None
     bridged_at: float | None = None
+    media_bridged_at: float | None = None  # when the latest bridge completed (sim clock): media delay
     hangup_at: float | None = None
     hangup_cause: str | None = None
     bridged_to: str | None = None

@@ -221,9 +221,15 @@ class SwitchCore(OriginateMixin):
         t = self.config.timing
         if ch.bridge_pending:
             return t.seconds("broadcast_lost_ms")
+        parked = t.seconds("broadcast_parked_ms")
         if ch.bridged_to:
-            return t.seconds("broadcast_bridged_a_ms" if ch.other_type == "originatee" else "broadcast_bridged_b_ms")
-        return t.seconds("broadcast_parked_ms")
+            # Right after CHANNEL_BRIDGE the first playback waits for the bridge's media (e_timing: 361/381
+            # ms); 440 ms after the bridge it took the parked leg's 201 ms (a_inbound).  So the playback
+            # starts no earlier than bridge + 360/380 ms and no earlier than broadcast + 200 ms.
+            bridged = t.seconds("broadcast_bridged_a_ms" if ch.other_type == "originatee" else "broadcast_bridged_b_ms")
+            age = self.clock.now() - ch.media_bridged_at if ch.media_bridged_at is not None else 0.0
+            return max(parked, bridged - max(0.0, age))
+        return parked
 
     def fire_state(self, ch: Channel, state: ChannelState) -> None:
         ch.state = state
@@ -471,6 +477,7 @@ class SwitchCore(OriginateMixin):
             leg.variables.update({"bridge_channel": other.name, "bridge_uuid": other.uuid, "signal_bond": other.uuid})
             if via_app != "uuid_bridge":
                 leg.bridged_at = leg.bridged_at or now
+                leg.media_bridged_at = now
                 leg.variables.update({"bridge_to": other.uuid, "last_bridge_to": other.uuid})
             else:
                 # uuid_bridge transfers both legs: FreeSWITCH records it in the profile and variables
@@ -535,6 +542,7 @@ class SwitchCore(OriginateMixin):
             now = self.clock.now()
             for leg in (a, b):
                 leg.bridged_at = leg.bridged_at or now
+                leg.media_bridged_at = now
             self._announce_bridge(a, b, "uuid_bridge")
             for leg, other in ((a, b), (b, a)):  # set once the bridge runs (not yet on CHANNEL_BRIDGE)
                 leg.variables.update({"bridge_to": other.uuid, "last_bridge_to": other.uuid})
