@@ -15,6 +15,7 @@ from .cmd_api_info import InfoCommands
 from .config import OUTCOMES
 from .dialstring import split_args, unquote_arg
 from .chan_session import Message
+from .plans import OriginateError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model_switch import SwitchCore as SimSwitch
@@ -312,5 +313,8 @@ class ApiCommands:
         p = arg.split()
         if len(p) < 2:
             return "-USAGE: sim_inbound <destination> <caller_id> [dtmf]\n"
-        uuid = self.switch.inbound_call(p[0], p[1], dtmf=p[2] if len(p) > 2 else "")
+        try:
+            uuid = self.switch.inbound_call(p[0], p[1], dtmf=p[2] if len(p) > 2 else "")
+        except OriginateError as err:
+            return f"-ERR {err.cause}\n"
         return f"+OK {uuid}\n"

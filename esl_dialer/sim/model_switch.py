@@ -36,7 +36,7 @@ from .config import OUTCOMES, SimConfig, UserPhone
 from .events import CHANNEL_ID_LOG, CHANNEL_ID_SESSION, SimEvent, SimLogLine
 from .chan_session import Message, Session
 from .model_originate import OriginateMixin, _norm
-from .plans import PartyPlan
+from .plans import OriginateError, PartyPlan
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,9 @@ class SwitchCore(OriginateMixin):
         self._server = None
         self._session_ids = 0
         self.stopped = GEvent()
+        self._sps_second: int | None = None  # the simulated second the session-rate counter is for
+        self._sps_left = self.config.sessions_per_second
+        self.throttled = 0  # sessions refused by the rate or session limit
 
     # -- public API -----------------------------------------------------------
     @property
@@ -143,7 +146,11 @@ class SwitchCore(OriginateMixin):
     def inbound_call(self, destination: str, caller_id: str = "15551230001", dtmf: str = "1#",
                      patience_s: float | None = None, talk_s: float | None = None,
                      variables: Mapping[str, str] | None = None, caller_id_name: str = "") -> str:
-        """A caller arriving from the network at ``destination`` in the dialplan."""
+        """A caller arriving from the network at ``destination`` in the dialplan.
+
+        Raises OriginateError when the switch refuses the session (over the session rate or limit).
+        """
+        self.admit_session()
         ch = self.new_channel(f"sofia/external/{caller_id}@sim", "inbound", destination,
                               caller_id_number=caller_id, caller_id_name=caller_id_name)
         ch.hit_dialplan = True
@@ -253,6 +260,30 @@ class SwitchCore(OriginateMixin):
             ])
 
     # -- channels ---------------------------------------------------------------
+    def admit_session(self) -> None:
+        """switch_core_session_request_uuid's limits, for each session an originate or a caller creates.
+
+        The session rate: ``sps = --runtime.sps; if (sps <= 0) fail`` with the counter reset to
+        ``sessions-per-second`` once a second (switch_time.c), so at most sps - 1 new sessions
+        a second get through (29 with the default 30); then the session limit.  A refused
+        session makes the endpoint fail with DESTINATION_OUT_OF_ORDER (sofia_outgoing_channel's
+        cause when the request returns NULL).  Seconds are simulated seconds (``time_scale``).
+        """
+        second = int(self.clock.now())
+        if second != self._sps_second:
+            if self._sps_left <= 0 and self._sps_second is not None:
+                logger.warning("sim: Over Session Rate of %d!", self.config.sessions_per_second)
+            self._sps_second, self._sps_left = second, self.config.sessions_per_second
+        self._sps_left -= 1
+        if self._sps_left <= 0:
+            self.throttled += 1
+            logger.warning("sim: Throttle Error! %d", len(self.channels))
+            raise OriginateError("DESTINATION_OUT_OF_ORDER")
+        if len(self.channels) + 1 > self.config.max_sessions:
+            self.throttled += 1
+            logger.warning("sim: Over Session Limit! %d", self.config.max_sessions)
+            raise OriginateError("DESTINATION_OUT_OF_ORDER")
+
     def find(self, uuid: str | None) -> Channel | None:
         return self.channels.get(uuid) if uuid else None
 
@@ -630,6 +661,8 @@ class SwitchCore(OriginateMixin):
             caller = f"{inb.caller_id_prefix}{n % 10000:04d}"
             try:
                 self.inbound_call(inb.destination, caller, dtmf=inb.dtmf)
+            except OriginateError as err:
+                logger.warning("sim inbound caller %s refused: %s", caller, err.cause)
             except Exception:  # keep arrivals going; one bad call must not stop the model
                 logger.exception("sim inbound arrival failed")
 
