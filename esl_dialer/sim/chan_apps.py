@@ -283,6 +283,11 @@ class AppRunner:
         session.listener = listener
         ch.controlled = True
         try:
+            # mod_event_socket's socket app waits for the client's `connect`, then parks on the next
+            # media frame (f_outbound_break: CHANNEL_PARK 20 ms after the connect reply)
+            session.block(None, until=lambda: listener.connected or listener.closed)
+            if not listener.closed:
+                session.block(self.switch.config.timing.seconds("media_step_ms"))
             self._park_loop(session, until=lambda: listener.closed)
         finally:
             ch.controlled = False

@@ -435,6 +435,7 @@ class EventSocketCommands:
 
     def cmd_connect(self, frame: Frame, line: str):
         self.connected = True
+        self.session.poke()  # the socket app waits for this before it parks the channel
         ch = self.session.ch
         data = [(k, v) for k, v in channel_data_headers(ch, self.switch.find(ch.other_leg))]
         data = [("Event-Name", "CHANNEL_DATA")] + self.switch.headers.base("CHANNEL_DATA")[1:] + data
