@@ -195,7 +195,9 @@ def compare(real_frames: list[dict], sim_frames: list[dict]) -> list[str]:
         rk, ok = [event_key(e) for e in r], [event_key(e) for e in o]
         # the real switch races (e.g. CALL_UPDATE vs CHANNEL_CALLSTATE): another leg's real order of the
         # same events is as good
-        if rk != ok and not (Counter(rk) == Counter(ok) and ok in real_orders):
+        # and a state the state machine left before reporting it (e_timing: the second leg of a uuid_bridge
+        # shows CHANNEL_STATE CS_CONSUME_MEDIA on 6 of 10 pairs) may be there or not, as on another real leg
+        if rk != ok and not (ok in real_orders and _only_states(Counter(rk) - Counter(ok), Counter(ok) - Counter(rk))):
             diffs.append(f"channel {role}: event order differs ({len(rk)} real, {len(ok)} sim)")
             diffs += _seq_diff(rk, ok)
         # header names: as on this leg, or as on a leg that got the same events (the switch races there too)
@@ -234,6 +236,10 @@ def compare(real_frames: list[dict], sim_frames: list[dict]) -> list[str]:
             diffs.append(f"timing {key}: real {_ms(rv)} (allowed {lo * 1000:.0f}..{hi * 1000:.0f} ms), "
                          f"sim {_ms(ov)}")
     return diffs
+
+
+def _only_states(*differences: Counter) -> bool:
+    return all(k.startswith("CHANNEL_STATE ") for d in differences for k in d)
 
 
 def _ms(values: list[float]) -> str:

@@ -89,8 +89,7 @@ class AppRunner:
             ch.variables["current_application_data"] = arg
         ch.variables.pop("current_application_response", None)
         data = [("Application-Data", arg)] if arg else []
-        if ch.state in (ChannelState.CS_NEW, ChannelState.CS_INIT, ChannelState.CS_ROUTING):
-            ch.state = ChannelState.CS_EXECUTE
+        sw.enter_execute(ch)
         sw.fire_channel("CHANNEL_EXECUTE", ch, [("Application", app), *data, ("Application-UUID", app_uuid)])
         sw.log(6, "switch_core_session.c", "switch_core_session_exec", 2902,  # SWITCH_CHANNEL_SESSION_LOG_CLEAN
                f"EXECUTE [depth=0] {ch.name} {app}({arg})", uuid=ch.uuid, channel=1)

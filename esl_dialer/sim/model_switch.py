@@ -24,12 +24,14 @@ from gevent.pool import Group
 
 from .chan_apps import AppRunner
 from .chan_channel import (
+    CALLSTATE_NUMBER,
     CallState,
     Channel,
     ChannelState,
     HeaderFactory,
     SimClock,
     channel_headers,
+    codec_headers,
     new_uuid,
 )
 from .config import OUTCOMES, SimConfig, UserPhone
@@ -235,6 +237,37 @@ class SwitchCore(OriginateMixin):
         ch.state = state
         self.fire_channel("CHANNEL_STATE", ch, variables=False)
 
+    def fire_callstate(self, ch: Channel, state: CallState) -> None:
+        """switch_channel_perform_set_callstate: CHANNEL_CALLSTATE on every change (no variables)."""
+        old = ch.call_state
+        if old == state:
+            return
+        ch.call_state = state
+        self.fire_channel("CHANNEL_CALLSTATE", ch, variables=False, first=[
+            ("Original-Channel-Call-State", old.value),
+            ("Channel-Call-State-Number", str(CALLSTATE_NUMBER[state.value]))])
+
+    def fire_codecs(self, ch: Channel, uuid: str | None = None) -> None:
+        """The two CODEC events of a new channel (read, then write codec), under its first uuid."""
+        for write in (False, True):
+            if any(listener.may_want("CODEC") for listener in self.listeners):
+                self.fire("CODEC", codec_headers(ch, uuid or ch.uuid, write), unique_id=uuid or ch.uuid)
+            else:
+                self.headers.sequence += 1
+
+    def enter_execute(self, ch: Channel) -> None:
+        """An application starts on a channel not yet executing: CHANNEL_STATE CS_EXECUTE."""
+        if ch.state in (ChannelState.CS_NEW, ChannelState.CS_INIT, ChannelState.CS_ROUTING,
+                        ChannelState.CS_CONSUME_MEDIA):
+            self.fire_state(ch, ChannelState.CS_EXECUTE)
+
+    def flip_cid(self, ch: Channel) -> None:
+        """switch_channel_flip_cid on an originated leg once it is up: CALL_UPDATE (Direction RECV)."""
+        if ch.variables.get("channel_cid_flipped") == "yes":
+            return
+        ch.flip_cid()
+        self.fire_channel("CALL_UPDATE", ch, first=[("Direction", "RECV")])
+
     def _heartbeat_loop(self) -> None:
         while True:
             gevent.sleep(self.config.heartbeat_s)
@@ -305,13 +338,13 @@ class SwitchCore(OriginateMixin):
         now = self.clock.now()
         if ch.progress_at is None:
             ch.progress_at = now
-            ch.call_state = CallState.RINGING
             self.fire_channel("CHANNEL_PROGRESS", ch)
+            self.fire_callstate(ch, CallState.RINGING)
         if media and ch.progress_media_at is None:
             ch.progress_media_at = now
-            ch.call_state = CallState.EARLY
             ch.answer_state = "early"
             self.fire_channel("CHANNEL_PROGRESS_MEDIA", ch)
+            self.fire_callstate(ch, CallState.EARLY)
         self._poke(ch)
         peer = self.find(ch.loopback_peer)
         if peer and peer.alive and not peer.answered and peer.direction == "outbound":
@@ -331,7 +364,7 @@ class SwitchCore(OriginateMixin):
         ch.answer_state = "answered"
         ch.variables.setdefault("endpoint_disposition", "ANSWER")
         self.fire_channel("CHANNEL_ANSWER", ch)
-        ch.call_state = CallState.ACTIVE
+        self.fire_callstate(ch, CallState.ACTIVE)
         ch.note(ch.answered_at, "answer")
         self.log(5, *_answer_site(ch), f"Channel [{ch.name}] has been answered", uuid=ch.uuid, channel=CHANNEL_ID_LOG)
         self._poke(ch)
@@ -435,8 +468,8 @@ class SwitchCore(OriginateMixin):
             ch.answer_state = "hangup"
         ch.state = ChannelState.CS_HANGUP
         self.fire_channel("CHANNEL_STATE", ch, variables=False)
+        self.fire_callstate(ch, CallState.HANGUP)
         ch.state = ChannelState.CS_REPORTING
-        ch.call_state = CallState.HANGUP
         self.fire_channel("CHANNEL_STATE", ch, variables=False)
         ch.set_hangup_variables()
         if ch.loopback_peer:
