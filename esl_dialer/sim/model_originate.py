@@ -132,12 +132,19 @@ class OriginateMixin:
         if originator is not None:
             ch.other_leg, ch.other_type = originator.uuid, "originator"
         self.fire_channel("CHANNEL_OUTGOING", ch, variables=False, state_name="CS_NONE", state_number=1)
-        ch.state = ChannelState.CS_INIT
-        self.fire_channel("CHANNEL_CREATE", ch, state_number=2)
-        ch.state = ChannelState.CS_ROUTING
+        self._start_outbound(ch)
         logger.info("sim originate %s to %s: %s (ring %.1fs)", ch.uuid, number, plan.outcome, plan.ring_s)
         self.sessions[ch.uuid].party = plan
         return self._ring(ch, plan, variables)
+
+    def _start_outbound(self, ch: Channel) -> None:
+        """switch_core_session_run of an originated leg: CS_INIT, CHANNEL_CREATE, CHANNEL_ORIGINATE
+        (every outbound channel), CS_ROUTING, then switch_ivr_originate's CS_CONSUME_MEDIA."""
+        self.fire_state(ch, ChannelState.CS_INIT)
+        self.fire_channel("CHANNEL_CREATE", ch, state_number=2)
+        self.fire_channel("CHANNEL_ORIGINATE", ch, state_number=2)
+        self.fire_state(ch, ChannelState.CS_ROUTING)
+        self.fire_state(ch, ChannelState.CS_CONSUME_MEDIA)
 
     def _apply_vars(self, ch: Channel, variables: Mapping[str, str], endpoint: str) -> None:
         for k, v in variables.items():
@@ -316,15 +323,8 @@ class OriginateMixin:
             self.fire_codecs(a)
         self.fire_channel("CHANNEL_OUTGOING", a, variables=False, state_name="CS_NONE", state_number=1)
         self.fire_codecs(b)
-        for leg in (a, b):
-            self.fire_state(leg, ChannelState.CS_INIT)
-            self.fire_channel("CHANNEL_CREATE", leg, state_number=2)
-        self.fire_channel("CHANNEL_ORIGINATE", a, state_number=2)
-        self.fire_state(a, ChannelState.CS_ROUTING)
-        self.fire_state(a, ChannelState.CS_CONSUME_MEDIA)
-        b.state = ChannelState.CS_ROUTING
-        self.fire_callstate(b, CallState.RINGING)
-        self.fire_channel("CHANNEL_STATE", b, variables=False)
+        self._start_outbound(a)
+        self.start_inbound(b)
         self.fire_state(b, ChannelState.CS_EXECUTE)
         bs = self.sessions[b.uuid]
         bs.holding = False

@@ -159,7 +159,7 @@ class SwitchCore(OriginateMixin):
         )
         ch.pending_dtmf = dtmf
         session = self.sessions[ch.uuid]
-        self.fire_channel("CHANNEL_CREATE", ch)
+        self.start_inbound(ch)
         session.party = plan
         self.spawn(self._caller_patience, ch, plan)
         session.holding = False
@@ -254,6 +254,15 @@ class SwitchCore(OriginateMixin):
                 self.fire("CODEC", codec_headers(ch, uuid or ch.uuid, write), unique_id=uuid or ch.uuid)
             else:
                 self.headers.sequence += 1
+
+    def start_inbound(self, ch: Channel) -> None:
+        """switch_core_session_run of an inbound channel: CS_INIT, CHANNEL_CREATE, then CS_ROUTING, whose
+        switch_channel_perform_set_running_state first sets callstate RINGING (CHANNEL_CALLSTATE)."""
+        self.fire_state(ch, ChannelState.CS_INIT)
+        self.fire_channel("CHANNEL_CREATE", ch, state_number=2)
+        ch.state = ChannelState.CS_ROUTING
+        self.fire_callstate(ch, CallState.RINGING)
+        self.fire_channel("CHANNEL_STATE", ch, variables=False)
 
     def enter_execute(self, ch: Channel) -> None:
         """An application starts on a channel not yet executing: CHANNEL_STATE CS_EXECUTE."""
