@@ -429,15 +429,18 @@ def _basic(ch: Channel, state_name: str | None, state_number: int | None) -> lis
     ]
     if ch.hangup_cause:
         h.append(("Hangup-Cause", ch.hangup_cause))
-    h += [
-        ("Channel-Read-Codec-Name", "PCMU"),
-        ("Channel-Read-Codec-Rate", "8000"),
-        ("Channel-Read-Codec-Bit-Rate", "64000"),
-        ("Channel-Write-Codec-Name", "PCMU"),
-        ("Channel-Write-Codec-Rate", "8000"),
-        ("Channel-Write-Codec-Bit-Rate", "64000"),
-    ]
+    h += _LOOPBACK_CODEC if ch.source == "mod_loopback" else _PCMU_CODEC
     return h
+
+
+def _codec_headers(name: str, bits: str) -> list[tuple[str, str]]:
+    return [("Channel-Read-Codec-Name", name), ("Channel-Read-Codec-Rate", "8000"),
+            ("Channel-Read-Codec-Bit-Rate", bits), ("Channel-Write-Codec-Name", name),
+            ("Channel-Write-Codec-Rate", "8000"), ("Channel-Write-Codec-Bit-Rate", bits)]
+
+
+_PCMU_CODEC = _codec_headers("PCMU", "64000")
+_LOOPBACK_CODEC = _codec_headers("L16", "128000")  # mod_loopback's legs (every capture)
 
 
 def codec_headers(ch: Channel, uuid: str, write: bool) -> list[tuple[str, str]]:
