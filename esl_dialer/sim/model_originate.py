@@ -13,7 +13,7 @@ from typing import Mapping
 
 from gevent.event import Event as GEvent
 
-from .chan_channel import CallState, Channel, ChannelState, new_uuid
+from .chan_channel import Channel, ChannelState, new_uuid
 from .config import DEFAULT_FAIL_CAUSE, OUTCOMES
 from .plans import OriginateError, PartyPlan
 from .dialstring import DialString, DialStringError, Endpoint, parse_app, parse_dialstring, split_args, unquote_arg
