@@ -100,6 +100,8 @@ def test_codec_events_carry_the_legs_first_uuid_until_channel_uuid_renames_it(ra
     assert [h for h in codec_a[0].headers if h.startswith(("channel-", "Channel-W"))] == [
         "channel-read-codec-name", "channel-read-codec-rate", "channel-read-codec-bit-rate"]
     assert codec_a[1].get("Channel-Write-codec-bit-rate") == "128000"  # FreeSWITCH's odd duplicate name
+    assert [e.get("Event-Calling-Function") for e in codec_a] == [
+        "switch_core_session_set_read_codec", "switch_core_session_set_write_codec"]
 
 
 def test_callstate_events_name_the_old_and_the_new_callstate(raw):

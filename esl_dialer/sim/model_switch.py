@@ -42,6 +42,9 @@ from .plans import PartyPlan
 
 logger = logging.getLogger(__name__)
 
+# the write-codec CODEC event's origin (the read one's is chan_channel.BASE_CALLING's)
+_WRITE_CODEC_SITE = {"Event-Calling-Function": ("Event-Calling-Function", "switch_core_session_set_write_codec"),
+                     "Event-Calling-Line-Number": ("Event-Calling-Line-Number", "450")}
 GONE_KEEP = 1000  # finished channels kept for Other-Leg-* headers of their partners
 
 
@@ -250,10 +253,15 @@ class SwitchCore(OriginateMixin):
     def fire_codecs(self, ch: Channel, uuid: str | None = None) -> None:
         """The two CODEC events of a new channel (read, then write codec), under its first uuid."""
         for write in (False, True):
-            if any(listener.may_want("CODEC") for listener in self.listeners):
-                self.fire("CODEC", codec_headers(ch, uuid or ch.uuid, write), unique_id=uuid or ch.uuid)
-            else:
+            if not any(listener.may_want("CODEC") for listener in self.listeners):
                 self.headers.sequence += 1
+                continue
+            base = self.headers.base("CODEC")
+            if write:
+                base = [_WRITE_CODEC_SITE.get(k, (k, v)) for k, v in base]
+            event = SimEvent("CODEC", base + codec_headers(ch, uuid or ch.uuid, write), None, None, uuid or ch.uuid)
+            for listener in list(self.listeners):
+                listener.offer(event)
 
     def start_inbound(self, ch: Channel) -> None:
         """switch_core_session_run of an inbound channel: CS_INIT, CHANNEL_CREATE, then CS_ROUTING, whose
