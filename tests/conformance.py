@@ -14,7 +14,8 @@ to their *shape* and compared:
   Application-Response, Channel-State, Playback-Status, Event-Subclass);
 - the header names (not ``variable_*``) of every event, in order;
 - events without a channel (BACKGROUND_JOB, API, RELOADXML) in order, and the
-  other frames (disconnect notices, ``log/data``);
+  other frames (disconnect notices, ``log/data``); an API event of a command no
+  client of the script sent before it is another client's and is left out;
 - timing: the delays of the README's timing table (reply to event, event to
   event), each within the range the capture shows widened by a slack for a
   loaded machine.
@@ -115,8 +116,14 @@ class Shape:
     timing: dict[str, list[float]]
 
 
+def _api_name(sent: str) -> str | None:
+    words = sent.split(None, 2)
+    return words[1] if len(words) > 1 and words[0] in ("api", "bgapi") else None
+
+
 def shape(frames: list[dict]) -> Shape:
     role = roles(frames)
+    sent_apis: set[str] = set()  # api commands the script has sent so far (any connection)
     replies: dict[str, list] = {}
     channels: dict[str, list] = {}
     others: dict[str, list] = {}
@@ -128,6 +135,8 @@ def shape(frames: list[dict]) -> Shape:
             other_frames.setdefault(conn, []).append(("closed",))
             continue
         ct = h.get("Content-Type")
+        if _api_name(d.get("sent", "")):
+            sent_apis.add(_api_name(d["sent"]))
         if "sent" in d and ct in REPLY_TYPES:
             if d["sent"].startswith("auth"):
                 continue  # not recorded in every capture
@@ -136,6 +145,8 @@ def shape(frames: list[dict]) -> Shape:
             ev = d["event"]
             if (ev.get("Application"), ev.get("Application-Data")) in IGNORED_APPS:
                 continue
+            if ev.get("Event-Name") == "API" and ev.get("API-Command") not in sent_apis:
+                continue  # another client's command (e_timing: `status`, `show` at 1.9 s, left in the capture)
             uid = ev.get("Unique-ID")
             if uid:
                 channels.setdefault(role.get(uid, uid), []).append(ev)
@@ -195,7 +206,9 @@ def compare(real_frames: list[dict], sim_frames: list[dict]) -> list[str]:
         rk, ok = [event_key(e) for e in r], [event_key(e) for e in o]
         # the real switch races (e.g. CALL_UPDATE vs CHANNEL_CALLSTATE): another leg's real order of the
         # same events is as good
-        if rk != ok and not (Counter(rk) == Counter(ok) and ok in real_orders):
+        # and a state the state machine left before reporting it (e_timing: the second leg of a uuid_bridge
+        # shows CHANNEL_STATE CS_CONSUME_MEDIA on 6 of 10 pairs) may be there or not, as on another real leg
+        if rk != ok and not (ok in real_orders and _only_states(Counter(rk) - Counter(ok), Counter(ok) - Counter(rk))):
             diffs.append(f"channel {role}: event order differs ({len(rk)} real, {len(ok)} sim)")
             diffs += _seq_diff(rk, ok)
         # header names: as on this leg, or as on a leg that got the same events (the switch races there too)
@@ -234,6 +247,10 @@ def compare(real_frames: list[dict], sim_frames: list[dict]) -> list[str]:
             diffs.append(f"timing {key}: real {_ms(rv)} (allowed {lo * 1000:.0f}..{hi * 1000:.0f} ms), "
                          f"sim {_ms(ov)}")
     return diffs
+
+
+def _only_states(*differences: Counter) -> bool:
+    return all(k.startswith("CHANNEL_STATE ") for d in differences for k in d)
 
 
 def _ms(values: list[float]) -> str:

@@ -227,10 +227,11 @@ def test_broadcast_before_the_bridge_is_up_fails_with_playback_error(sim, esl, w
     for leg in (a, b):
         events = esl.events(leg, t0)
         names = seq(events)
-        assert names[:4] == ["CHANNEL_EXECUTE playback", "CHANNEL_EXECUTE_COMPLETE playback",
+        # e_timing (11-a, 12-a): the queued broadcast reports itself as PRIVATE_COMMAND once it ran
+        assert names[:5] == ["CHANNEL_EXECUTE playback", "CHANNEL_EXECUTE_COMPLETE playback", "PRIVATE_COMMAND",
                              "CHANNEL_UNPARK", "CHANNEL_EXECUTE_COMPLETE park"], names
         assert events[1][1]["Application-Response"] == "PLAYBACK ERROR"
-        assert events[3][1]["Application-Response"] == "PLAYBACK ERROR"  # park reports it too
+        assert events[4][1]["Application-Response"] == "PLAYBACK ERROR"  # park reports it too
         assert "PLAYBACK_START" not in names and "PLAYBACK_STOP" not in names
         assert 0.020 - SLACK <= events[0][0] - t0  # capture: 20-23 ms
     assert "CHANNEL_BRIDGE" in seq(esl.events(a, t0))  # the bridge completes normally

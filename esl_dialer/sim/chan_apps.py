@@ -89,8 +89,7 @@ class AppRunner:
             ch.variables["current_application_data"] = arg
         ch.variables.pop("current_application_response", None)
         data = [("Application-Data", arg)] if arg else []
-        if ch.state in (ChannelState.CS_NEW, ChannelState.CS_INIT, ChannelState.CS_ROUTING):
-            ch.state = ChannelState.CS_EXECUTE
+        sw.enter_execute(ch)
         sw.fire_channel("CHANNEL_EXECUTE", ch, [("Application", app), *data, ("Application-UUID", app_uuid)])
         sw.log(6, "switch_core_session.c", "switch_core_session_exec", 2902,  # SWITCH_CHANNEL_SESSION_LOG_CLEAN
                f"EXECUTE [depth=0] {ch.name} {app}({arg})", uuid=ch.uuid, channel=1)
@@ -283,6 +282,11 @@ class AppRunner:
         session.listener = listener
         ch.controlled = True
         try:
+            # mod_event_socket's socket app waits for the client's `connect`, then parks on the next
+            # media frame (f_outbound_break: CHANNEL_PARK 20 ms after the connect reply)
+            session.block(None, until=lambda: listener.connected or listener.closed)
+            if not listener.closed:
+                session.block(self.switch.config.timing.seconds("media_step_ms"))
             self._park_loop(session, until=lambda: listener.closed)
         finally:
             ch.controlled = False

@@ -46,6 +46,11 @@ class CallState(enum.Enum):
     HANGUP = "HANGUP"
 
 
+# switch_channel_callstate_t numbers (Channel-Call-State-Number of CHANNEL_CALLSTATE)
+CALLSTATE_NUMBER = {"DOWN": 0, "DIALING": 1, "RINGING": 2, "EARLY": 3, "ACTIVE": 4, "HELD": 5, "RING_WAIT": 6,
+                    "HANGUP": 7, "UNHELD": 8}
+
+
 # Q.850 codes for the causes a dialer meets (switch_channel.c CAUSE_CHART).
 Q850 = {
     "UNALLOCATED_NUMBER": 1, "NO_ROUTE_DESTINATION": 3, "NORMAL_CLEARING": 16, "USER_BUSY": 17,
@@ -269,6 +274,12 @@ BASE_CALLING = {
     "API": ("switch_loadable_module.c", "switch_api_execute", "2954"),
     "RELOADXML": ("switch_xml.c", "switch_xml_open_root", "2385"),
     "CHANNEL_HOLD": ("switch_ivr.c", "switch_ivr_hold", "1558"),
+    "CODEC": ("switch_core_codec.c", "switch_core_session_set_read_codec", "279"),
+    "CHANNEL_UUID": ("switch_core_session.c", "switch_core_session_set_uuid", "2051"),
+    "CHANNEL_ORIGINATE": ("switch_core_state_machine.c", "switch_core_session_run", "632"),
+    "CHANNEL_CALLSTATE": ("switch_channel.c", "switch_channel_perform_set_callstate", "301"),
+    "CALL_UPDATE": ("switch_channel.c", "switch_channel_flip_cid", "3277"),
+    "PRIVATE_COMMAND": ("switch_ivr.c", "switch_ivr_parse_next_event", "804"),
 }
 
 
@@ -418,15 +429,36 @@ def _basic(ch: Channel, state_name: str | None, state_number: int | None) -> lis
     ]
     if ch.hangup_cause:
         h.append(("Hangup-Cause", ch.hangup_cause))
-    h += [
-        ("Channel-Read-Codec-Name", "PCMU"),
-        ("Channel-Read-Codec-Rate", "8000"),
-        ("Channel-Read-Codec-Bit-Rate", "64000"),
-        ("Channel-Write-Codec-Name", "PCMU"),
-        ("Channel-Write-Codec-Rate", "8000"),
-        ("Channel-Write-Codec-Bit-Rate", "64000"),
-    ]
+    h += _LOOPBACK_CODEC if ch.source == "mod_loopback" else _PCMU_CODEC
     return h
+
+
+def _codec_headers(name: str, bits: str) -> list[tuple[str, str]]:
+    return [("Channel-Read-Codec-Name", name), ("Channel-Read-Codec-Rate", "8000"),
+            ("Channel-Read-Codec-Bit-Rate", bits), ("Channel-Write-Codec-Name", name),
+            ("Channel-Write-Codec-Rate", "8000"), ("Channel-Write-Codec-Bit-Rate", bits)]
+
+
+_PCMU_CODEC = _codec_headers("PCMU", "64000")
+_LOOPBACK_CODEC = _codec_headers("L16", "128000")  # mod_loopback's legs (every capture)
+
+
+def codec_headers(ch: Channel, uuid: str, write: bool) -> list[tuple[str, str]]:
+    """The CODEC event's body (switch_core_session_set_read_codec / _set_write_codec at channel
+    creation): basic data of a channel in CS_NONE under its first ``uuid``, no profile, and the
+    odd duplicate names FreeSWITCH 1.10.12 adds (e_timing)."""
+    codec, rate, bits = ("L16", "8000", "128000") if ch.source == "mod_loopback" else ("PCMU", "8000", "64000")
+    h = [("Channel-State", "CS_NONE"), ("Channel-Call-State", ch.call_state.value), ("Channel-State-Number", "0"),
+         ("Channel-Name", ch.name), ("Unique-ID", uuid), ("Call-Direction", ch.direction),
+         ("Presence-Call-Direction", ch.direction),
+         ("Channel-HIT-Dialplan", "true" if ch.hit_dialplan else "false"), ("Channel-Call-UUID", uuid),
+         ("Answer-State", ch.answer_state),
+         ("Channel-Read-Codec-Name", codec), ("Channel-Read-Codec-Rate", rate), ("Channel-Read-Codec-Bit-Rate", bits)]
+    if not write:
+        return h + [("channel-read-codec-name", codec), ("channel-read-codec-rate", rate),
+                    ("channel-read-codec-bit-rate", bits)]
+    return h + [("Channel-Write-Codec-Name", codec), ("Channel-Write-Codec-Rate", rate),
+                ("Channel-Write-Codec-Bit-Rate", bits), ("Channel-Write-codec-bit-rate", bits)]
 
 
 def channel_data_headers(ch: Channel, other: Channel | None = None) -> list[tuple[str, str]]:

@@ -72,6 +72,8 @@ class Message:
     delay_s: float = 0.0  # simulated seconds from queueing to CHANNEL_EXECUTE (the switch's latency)
     lock: bool = False  # event-lock: true -> waits for the running application instead of nesting in it
     due: float = 0.0  # monotonic time from which it may run (set by Session.queue)
+    # the private event's headers: fired back as PRIVATE_COMMAND once it ran (switch_ivr_parse_next_event)
+    private: list[tuple[str, str]] | None = None
 
 
 class Session:
@@ -250,6 +252,8 @@ class Session:
             if msg.command == "execute":
                 for _ in range(max(1, msg.loops)):
                     self.switch.apps.execute(self, msg.app, msg.arg, msg.app_uuid)
+                if msg.private is not None:
+                    self.switch.fire_channel("PRIVATE_COMMAND", self.ch, variables=False, first=msg.private)
         finally:
             msg.done.set()
 

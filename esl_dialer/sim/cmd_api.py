@@ -135,6 +135,7 @@ class ApiCommands:
             return "-USAGE: <uuid> <path> [aleg|bleg|holdb|both]\n"
         ch = self._chan(p[0])
         leg = p[2].lower() if len(p) > 2 else "aleg"
+        hold = len(p) < 3 or leg == "holdb"  # mod_commands: SMF_HOLD_BLEG by default and with holdb
         if ch is None or not ch.alive:
             return "-ERR Error Sending Message\n"
         path = p[1]
@@ -154,7 +155,8 @@ class ApiCommands:
             # the playback starts after the switch's media delay (e_timing: 200 ms parked,
             # 360/380 ms on a bridged B/A; fails with PLAYBACK ERROR while uuid_bridge moves the leg)
             self.switch.queue_message(uuid, Message("execute", app=app, arg=app_arg,
-                                                    delay_s=self.switch.media_delay_s(leg_ch)))
+                                                    delay_s=self.switch.media_delay_s(leg_ch),
+                                                    private=_broadcast_headers(app, app_arg, hold)))
         ch.note(self.switch.clock.now(), "broadcast", f"{path} {leg}")
         return "+OK Message sent\n"
 
@@ -318,3 +320,14 @@ class ApiCommands:
         except OriginateError as err:
             return f"-ERR {err.cause}\n"
         return f"+OK {uuid}\n"
+
+
+def _broadcast_headers(app: str, arg: str, hold: bool) -> list[tuple[str, str]]:
+    """switch_ivr_broadcast's private event (seen as PRIVATE_COMMAND in e_timing); hold-bleg
+    without a leg argument or with ``holdb`` (mod_commands uuid_broadcast's SMF_HOLD_BLEG)."""
+    h = [("call-command", "execute"), ("execute-app-name", app), ("execute-app-arg", arg),
+         ("event-lock", "true"), ("lead-frames", "5")]
+    if hold:
+        h.append(("hold-bleg", "true"))
+    return h
+

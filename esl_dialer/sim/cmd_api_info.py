@@ -12,6 +12,8 @@ import json
 import time
 from typing import TYPE_CHECKING, Callable
 
+import gevent
+
 from .chan_apps import PARK_STATE
 from .chan_channel import CallState, show_row
 from .chan_session import Message
@@ -308,9 +310,19 @@ class InfoCommands:
         ch = self.switch.find(arg)
         if ch is None or not ch.alive:
             return "-ERR No such channel!\n"
-        self.switch.transfer(ch, PARK_STATE, "inline")  # switch_ivr_park_session: state CS_PARK
-
+        # switch_ivr_park_session: the channel goes to CS_PARK on its next media frame (e_timing:
+        # CHANNEL_UNPARK and CHANNEL_PARK 20 ms after the reply)
+        step = self.switch.config.timing.seconds("media_step_ms")
+        if step > 0:
+            self.switch.spawn(self._park_later, ch, self.switch.clock.real(step))
+        else:
+            self.switch.transfer(ch, PARK_STATE, "inline")
         return "+OK\n"
+
+    def _park_later(self, ch, delay: float) -> None:
+        gevent.sleep(delay)
+        if ch.alive:
+            self.switch.transfer(ch, PARK_STATE, "inline")
 
     def uuid_hold(self, arg: str) -> str:
         """uuid_hold_function; the sim's legs never report callstate HELD (like the loopback leg of the

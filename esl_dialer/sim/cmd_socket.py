@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 SYNC_EXECUTE_TIMEOUT_S = 3600.0  # bound on a synchronous sendmsg (a very long playback)
 NOT_FOUND = "-ERR command not found"
+_NOT_PRIVATE = frozenset({"content-length", "content-type"})  # frame headers, not the private event's
 
 # The events `myevents` turns on (mod_event_socket.c parse_command "myevents").
 MYEVENTS = frozenset({
@@ -392,7 +393,8 @@ class EventSocketCommands:
             msg = Message("execute", app=h.get("execute-app-name", ""), arg=arg or "",
                           app_uuid=h.get("event-uuid"), loops=int(loops) if loops.isdigit() else 1, headers=h,
                           delay_s=self.switch.config.timing.seconds("execute_ms"),
-                          lock=h.get("event-lock", "").lower() == "true")
+                          lock=h.get("event-lock", "").lower() == "true",
+                          private=[(k, v) for k, v in frame.headers.items() if k.lower() not in _NOT_PRIVATE])
         elif command == "hangup":
             msg = Message("hangup", cause=h.get("hangup-cause", "NORMAL_CLEARING"))
         else:
@@ -435,6 +437,7 @@ class EventSocketCommands:
 
     def cmd_connect(self, frame: Frame, line: str):
         self.connected = True
+        self.session.poke()  # the socket app waits for this before it parks the channel
         ch = self.session.ch
         data = [(k, v) for k, v in channel_data_headers(ch, self.switch.find(ch.other_leg))]
         data = [("Event-Name", "CHANNEL_DATA")] + self.switch.headers.base("CHANNEL_DATA")[1:] + data

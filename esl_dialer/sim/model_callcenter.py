@@ -486,7 +486,7 @@ class CallCenter:
         if "leg_timeout" not in ds.global_vars and not any("leg_timeout" in leg.variables for leg in ds.legs):
             ds.global_vars.setdefault("originate_timeout", str(self.agent_originate_timeout))
         ch = self.switch.originate_legs(ds)
-        ch.flip_cid()
+        self.switch.flip_cid(ch)
         return ch
 
 

@@ -13,7 +13,7 @@ from typing import Mapping
 
 from gevent.event import Event as GEvent
 
-from .chan_channel import Channel, ChannelState
+from .chan_channel import Channel, ChannelState, new_uuid
 from .config import DEFAULT_FAIL_CAUSE, OUTCOMES
 from .plans import OriginateError, PartyPlan
 from .dialstring import DialString, DialStringError, Endpoint, parse_app, parse_dialstring, split_args, unquote_arg
@@ -59,7 +59,7 @@ class OriginateMixin:
             ch = self.originate_legs(ds)
         except OriginateError as err:
             return f"-ERR {err.cause}\n"
-        ch.flip_cid()
+        self.flip_cid(ch)
         session = self.sessions.get(ch.uuid)
         if session is not None:
             if app is not None:
@@ -132,12 +132,19 @@ class OriginateMixin:
         if originator is not None:
             ch.other_leg, ch.other_type = originator.uuid, "originator"
         self.fire_channel("CHANNEL_OUTGOING", ch, variables=False, state_name="CS_NONE", state_number=1)
-        ch.state = ChannelState.CS_INIT
-        self.fire_channel("CHANNEL_CREATE", ch, state_number=2)
-        ch.state = ChannelState.CS_ROUTING
+        self._start_outbound(ch)
         logger.info("sim originate %s to %s: %s (ring %.1fs)", ch.uuid, number, plan.outcome, plan.ring_s)
         self.sessions[ch.uuid].party = plan
         return self._ring(ch, plan, variables)
+
+    def _start_outbound(self, ch: Channel) -> None:
+        """switch_core_session_run of an originated leg: CS_INIT, CHANNEL_CREATE, CHANNEL_ORIGINATE
+        (every outbound channel), CS_ROUTING, then switch_ivr_originate's CS_CONSUME_MEDIA."""
+        self.fire_state(ch, ChannelState.CS_INIT)
+        self.fire_channel("CHANNEL_CREATE", ch, state_number=2)
+        self.fire_channel("CHANNEL_ORIGINATE", ch, state_number=2)
+        self.fire_state(ch, ChannelState.CS_ROUTING)
+        self.fire_state(ch, ChannelState.CS_CONSUME_MEDIA)
 
     def _apply_vars(self, ch: Channel, variables: Mapping[str, str], endpoint: str) -> None:
         for k, v in variables.items():
@@ -308,11 +315,21 @@ class OriginateMixin:
         b.variables.update({"other_loopback_leg_uuid": a.uuid, "loopback_leg": "B"})
         if originator is not None:
             a.other_leg, a.other_type = originator.uuid, "originator"
+        # e_timing, per leg: A: CODEC x2 (under its first uuid), CHANNEL_UUID (origination_uuid),
+        # CHANNEL_OUTGOING, CS_INIT, CHANNEL_CREATE, CHANNEL_ORIGINATE, CS_ROUTING, CS_CONSUME_MEDIA;
+        # B: CODEC x2, CS_INIT, CHANNEL_CREATE, CALLSTATE RINGING, CS_ROUTING, CS_EXECUTE
+        if uid:
+            first_uuid = new_uuid()  # mod_loopback creates the leg, then origination_uuid renames it
+            self.fire_codecs(a, first_uuid)
+            self.fire_channel("CHANNEL_UUID", a, first=[("Old-Unique-ID", first_uuid)],
+                              state_name="CS_NONE", state_number=1)
+        else:
+            self.fire_codecs(a)
         self.fire_channel("CHANNEL_OUTGOING", a, variables=False, state_name="CS_NONE", state_number=1)
-        for leg in (a, b):
-            leg.state = ChannelState.CS_INIT
-            self.fire_channel("CHANNEL_CREATE", leg, state_number=2)
-            leg.state = ChannelState.CS_EXECUTE
+        self.fire_codecs(b)
+        self._start_outbound(a)
+        self.start_inbound(b)
+        self.fire_state(b, ChannelState.CS_EXECUTE)
         bs = self.sessions[b.uuid]
         bs.holding = False
         bs.apps.extend(self.route(b, ext))

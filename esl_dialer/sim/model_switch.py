@@ -24,12 +24,14 @@ from gevent.pool import Group
 
 from .chan_apps import AppRunner
 from .chan_channel import (
+    CALLSTATE_NUMBER,
     CallState,
     Channel,
     ChannelState,
     HeaderFactory,
     SimClock,
     channel_headers,
+    codec_headers,
     new_uuid,
 )
 from .config import OUTCOMES, SimConfig, UserPhone
@@ -40,6 +42,9 @@ from .plans import OriginateError, PartyPlan
 
 logger = logging.getLogger(__name__)
 
+# the write-codec CODEC event's origin (the read one's is chan_channel.BASE_CALLING's)
+_WRITE_CODEC_SITE = {"Event-Calling-Function": ("Event-Calling-Function", "switch_core_session_set_write_codec"),
+                     "Event-Calling-Line-Number": ("Event-Calling-Line-Number", "450")}
 GONE_KEEP = 1000  # finished channels kept for Other-Leg-* headers of their partners
 
 
@@ -164,7 +169,7 @@ class SwitchCore(OriginateMixin):
         )
         ch.pending_dtmf = dtmf
         session = self.sessions[ch.uuid]
-        self.fire_channel("CHANNEL_CREATE", ch)
+        self.start_inbound(ch)
         session.party = plan
         self.spawn(self._caller_patience, ch, plan)
         session.holding = False
@@ -241,6 +246,51 @@ class SwitchCore(OriginateMixin):
     def fire_state(self, ch: Channel, state: ChannelState) -> None:
         ch.state = state
         self.fire_channel("CHANNEL_STATE", ch, variables=False)
+
+    def fire_callstate(self, ch: Channel, state: CallState) -> None:
+        """switch_channel_perform_set_callstate: CHANNEL_CALLSTATE on every change (no variables)."""
+        old = ch.call_state
+        if old == state:
+            return
+        ch.call_state = state
+        self.fire_channel("CHANNEL_CALLSTATE", ch, variables=False, first=[
+            ("Original-Channel-Call-State", old.value),
+            ("Channel-Call-State-Number", str(CALLSTATE_NUMBER[state.value]))])
+
+    def fire_codecs(self, ch: Channel, uuid: str | None = None) -> None:
+        """The two CODEC events of a new channel (read, then write codec), under its first uuid."""
+        for write in (False, True):
+            if not any(listener.may_want("CODEC") for listener in self.listeners):
+                self.headers.sequence += 1
+                continue
+            base = self.headers.base("CODEC")
+            if write:
+                base = [_WRITE_CODEC_SITE.get(k, (k, v)) for k, v in base]
+            event = SimEvent("CODEC", base + codec_headers(ch, uuid or ch.uuid, write), None, None, uuid or ch.uuid)
+            for listener in list(self.listeners):
+                listener.offer(event)
+
+    def start_inbound(self, ch: Channel) -> None:
+        """switch_core_session_run of an inbound channel: CS_INIT, CHANNEL_CREATE, then CS_ROUTING, whose
+        switch_channel_perform_set_running_state first sets callstate RINGING (CHANNEL_CALLSTATE)."""
+        self.fire_state(ch, ChannelState.CS_INIT)
+        self.fire_channel("CHANNEL_CREATE", ch, state_number=2)
+        ch.state = ChannelState.CS_ROUTING
+        self.fire_callstate(ch, CallState.RINGING)
+        self.fire_channel("CHANNEL_STATE", ch, variables=False)
+
+    def enter_execute(self, ch: Channel) -> None:
+        """An application starts on a channel not yet executing: CHANNEL_STATE CS_EXECUTE."""
+        if ch.state in (ChannelState.CS_NEW, ChannelState.CS_INIT, ChannelState.CS_ROUTING,
+                        ChannelState.CS_CONSUME_MEDIA):
+            self.fire_state(ch, ChannelState.CS_EXECUTE)
+
+    def flip_cid(self, ch: Channel) -> None:
+        """switch_channel_flip_cid on an originated leg once it is up: CALL_UPDATE (Direction RECV)."""
+        if ch.variables.get("channel_cid_flipped") == "yes":
+            return
+        ch.flip_cid()
+        self.fire_channel("CALL_UPDATE", ch, first=[("Direction", "RECV")])
 
     def _heartbeat_loop(self) -> None:
         while True:
@@ -336,13 +386,13 @@ class SwitchCore(OriginateMixin):
         now = self.clock.now()
         if ch.progress_at is None:
             ch.progress_at = now
-            ch.call_state = CallState.RINGING
             self.fire_channel("CHANNEL_PROGRESS", ch)
+            self.fire_callstate(ch, CallState.RINGING)
         if media and ch.progress_media_at is None:
             ch.progress_media_at = now
-            ch.call_state = CallState.EARLY
             ch.answer_state = "early"
             self.fire_channel("CHANNEL_PROGRESS_MEDIA", ch)
+            self.fire_callstate(ch, CallState.EARLY)
         self._poke(ch)
         peer = self.find(ch.loopback_peer)
         if peer and peer.alive and not peer.answered and peer.direction == "outbound":
@@ -362,7 +412,7 @@ class SwitchCore(OriginateMixin):
         ch.answer_state = "answered"
         ch.variables.setdefault("endpoint_disposition", "ANSWER")
         self.fire_channel("CHANNEL_ANSWER", ch)
-        ch.call_state = CallState.ACTIVE
+        self.fire_callstate(ch, CallState.ACTIVE)
         ch.note(ch.answered_at, "answer")
         self.log(5, *_answer_site(ch), f"Channel [{ch.name}] has been answered", uuid=ch.uuid, channel=CHANNEL_ID_LOG)
         self._poke(ch)
@@ -466,8 +516,8 @@ class SwitchCore(OriginateMixin):
             ch.answer_state = "hangup"
         ch.state = ChannelState.CS_HANGUP
         self.fire_channel("CHANNEL_STATE", ch, variables=False)
+        self.fire_callstate(ch, CallState.HANGUP)
         ch.state = ChannelState.CS_REPORTING
-        ch.call_state = CallState.HANGUP
         self.fire_channel("CHANNEL_STATE", ch, variables=False)
         ch.set_hangup_variables()
         if ch.loopback_peer:
