@@ -678,13 +678,28 @@ class Switch:
 
     def show_channels(self) -> list[dict[str, Any]]:
         """``show channels as json`` rows (``{"row_count":0}`` when there are none)."""
-        text = self._api_ok("show channels as json")
+        command = cmds.show_channels("json")
+        text = self._api_ok(command)
         try:
             data = json.loads(text)
         except ValueError:
-            raise CommandFailed("show channels as json", f"not JSON: {text[:80]!r}") from None
+            raise CommandFailed(command, f"not JSON: {text[:80]!r}") from None
         rows = data.get("rows") if isinstance(data, dict) else None
         return list(rows) if isinstance(rows, list) else []
+
+    def dump(self, uuid: str) -> dict[str, str] | None:
+        """``uuid_dump <uuid> json``: the channel's headers and ``variable_*`` entries; None when gone."""
+        command = cmds.uuid_dump(uuid, "json")
+        text = self.api(command).strip()
+        if text.startswith("-ERR") or not text:
+            if "No such channel" in text or not text:
+                return None
+            raise CommandFailed(command, text)
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise CommandFailed(command, f"not JSON: {text[:80]!r}") from None
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
 
     def status(self) -> str:
         return self._api_ok("status")

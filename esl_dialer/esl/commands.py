@@ -31,7 +31,8 @@ __all__ = [
     "CommandError", "check_uuid", "check_cause", "check_var_name", "check_token", "check_endpoint",
     "check_path", "format_vars", "originate", "uuid_bridge", "uuid_transfer", "uuid_broadcast",
     "uuid_break", "uuid_kill", "uuid_setvar", "uuid_getvar", "uuid_exists", "uuid_answer",
-    "uuid_record", "hupall", "new_uuid", "BROADCAST_LEGS",
+    "uuid_record", "hupall", "new_uuid", "BROADCAST_LEGS", "uuid_dump", "show_channels", "dial_string",
+    "bridge_dial_string", "sendmsg_execute", "set_arg", "playback_arg", "file_string", "check_dial_value",
 ]
 
 
@@ -48,6 +49,10 @@ _ENDPOINT_RE = re.compile(r"^[A-Za-z0-9_\-]+/[A-Za-z0-9_\-.+*#@:/=%;]{1,512}$")
 _PATH_RE = re.compile(r"^[^\s'\"\\{}\[\]|&]{1,1024}$")
 _CTRL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _APP_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# One value placed into a dial-string template (number, skill, proxy id): no '/', '@', ',', '|',
+# ':' or ';' that would change the gateway, domain, endpoint list or parameters.
+_DIAL_VALUE_RE = re.compile(r"^[A-Za-z0-9_\-.+*#]{1,128}$")
+_FIELD_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 BROADCAST_LEGS = ("aleg", "bleg", "both")
 
@@ -262,3 +267,98 @@ def event_subscription(names: Iterable[str], fmt: str = "plain") -> str:
     if not words:
         raise CommandError("no event names")
     return f"event {fmt} " + " ".join(words)
+
+
+def uuid_dump(uuid: str, fmt: str = "json") -> str:
+    """``uuid_dump <uuid> [format]`` (mod_commands DUMP_SYNTAX): every header and variable of a channel."""
+    if fmt not in ("json", "plain", "xml"):
+        raise CommandError(f"dump format must be json, plain or xml, got {fmt!r}")
+    return f"uuid_dump {check_uuid(uuid)}" + ("" if fmt == "plain" else f" {fmt}")
+
+
+def show_channels(fmt: str = "json") -> str:
+    """``show channels as <fmt>``: the channels table of core.db (no channel variables)."""
+    if fmt not in ("json", "xml", "delim"):
+        raise CommandError(f"show format must be json, xml or delim, got {fmt!r}")
+    return "show channels" if fmt == "delim" else f"show channels as {fmt}"
+
+
+def check_dial_value(value: object, what: str = "dial string value") -> str:
+    return _match(_DIAL_VALUE_RE, value, what)
+
+
+def dial_string(template: str, **values: object) -> str:
+    """Fill ``{name}`` fields of a dial-string template with checked values.
+
+    Every value must be a plain dial token (digits, letters, ``+*#._-``): a
+    number, skill or proxy id can therefore never add a gateway, domain,
+    endpoint (``,`` ``|``) or variable block.  The result is an endpoint.
+    """
+    _no_ctrl(template, "dial string template")
+    fields = _FIELD_RE.findall(template)
+    missing = [f for f in fields if f not in values]
+    if missing:
+        raise CommandError(f"dial string template {template!r} needs {missing}")
+    checked = {k: check_dial_value(v, f"dial string value {k}") for k, v in values.items() if k in fields}
+    text = _FIELD_RE.sub(lambda m: checked[m.group(1)], template)
+    return check_endpoint(text)
+
+
+def bridge_dial_string(endpoint: str, variables: Mapping[str, object] | None = None,
+                       leg_variables: Mapping[str, object] | None = None) -> str:
+    """``{vars}[leg vars]<endpoint>``: the argument of the ``bridge`` application.
+
+    The same syntax and escaping as ``originate``'s call URL: values such as a
+    remote center's token or proxy id become originate variables, checked so
+    that none can close the block or start another variable or endpoint.
+    """
+    return format_vars(variables) + format_vars(leg_variables, "[]") + check_endpoint(endpoint)
+
+
+def set_arg(name: str, value: object) -> str:
+    """``<var>=<value>``: the argument of the ``set`` application (the value is the rest of the line)."""
+    text = value if isinstance(value, str) else _var_value(value)
+    _no_ctrl(text, "variable value")
+    if "${" in text:
+        raise CommandError(f"variable value contains '${{' (expansion): {text!r}")
+    return f"{check_var_name(name)}={text}"
+
+
+def playback_arg(path: str) -> str:
+    """A file for ``playback``: a path, ``tone_stream://``/``local_stream://`` URL or ``file_string://``."""
+    return check_path(path, "playback path")
+
+
+def file_string(paths: Iterable[str]) -> str:
+    """``file_string://a!b!c``: mod_dptools plays the files in a row; ``!`` separates them."""
+    items = [check_path(p, "playback path") for p in paths]
+    if not items:
+        raise CommandError("file_string needs at least one file")
+    for p in items:
+        if "!" in p:
+            raise CommandError(f"a file in file_string cannot contain '!': {p!r}")
+    return "file_string://" + "!".join(items)
+
+
+def sendmsg_execute(app: str, arg: str | None = None, *, event_uuid: str | None = None,
+                    uuid: str | None = None, loops: int | None = None, lock: bool = False) -> str:
+    """``sendmsg [<uuid>]`` + ``call-command: execute`` headers, as one command text.
+
+    mod_event_socket reads the headers up to the empty line; a CR/LF in any
+    value would add headers (another command) and is refused.  The argument
+    travels as a header value, so only control characters are refused there;
+    what the application makes of it is for the argument's own builder.
+    """
+    lines = ["sendmsg" + (f" {check_uuid(uuid)}" if uuid else ""), "call-command: execute",
+             f"execute-app-name: {_match(_APP_RE, app, 'application name')}"]
+    if arg:
+        lines.append(f"execute-app-arg: {_no_ctrl(arg, 'application arguments')}")
+    if loops is not None:
+        if not isinstance(loops, int) or isinstance(loops, bool) or not 1 <= loops <= 1000:
+            raise CommandError(f"loops must be 1..1000, got {loops!r}")
+        lines.append(f"loops: {loops}")
+    if lock:
+        lines.append("event-lock: true")
+    if event_uuid is not None:
+        lines.append(f"Event-UUID: {check_uuid(event_uuid)}")
+    return "\n".join(lines)
