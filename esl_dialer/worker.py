@@ -43,7 +43,7 @@ from .agent_state import IllegalAgentTransition
 from .call_state import Call, CallState, IllegalCallTransition
 from .client import ApiError, ControllerClient, ControllerError, ControllerUnavailable, SseEvent
 from .contingency import Contingency, ContingencyError, flush, new_client_id
-from .esl.commands import new_uuid
+from .esl.commands import dial_string, new_uuid
 from .messages import AgentState, AttemptResult, DialMode
 from .pacing import PacingConfig, make_pacer
 from .team import AgentView, TeamSnapshot
@@ -703,7 +703,7 @@ class AgentWorker:
             variables["dialer_campaign"] = self.s.campaign
         try:
             res = self.switch.originate(
-                self.s.dial_template.format(number=rec["number"]), app="park", uuid=call.call_uuid,
+                dial_string(self.s.dial_template, number=rec["number"]), app="park", uuid=call.call_uuid,
                 variables=variables, cid_name=self.s.caller_id_name, cid_num=self.s.caller_id_number,
                 originate_timeout=self.s.originate_timeout_s,
             )

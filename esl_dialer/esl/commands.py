@@ -346,13 +346,14 @@ def sendmsg_execute(app: str, arg: str | None = None, *, event_uuid: str | None 
 
     mod_event_socket reads the headers up to the empty line; a CR/LF in any
     value would add headers (another command) and is refused.  The argument
-    travels as a header value, so only control characters are refused there;
-    what the application makes of it is for the argument's own builder.
+    travels as a header value: control characters are refused there, and
+    ``${`` (FreeSWITCH expands variables and API calls in application data);
+    the rest of what the application makes of it is for the argument's own builder.
     """
     lines = ["sendmsg" + (f" {check_uuid(uuid)}" if uuid else ""), "call-command: execute",
              f"execute-app-name: {_match(_APP_RE, app, 'application name')}"]
     if arg:
-        lines.append(f"execute-app-arg: {_no_ctrl(arg, 'application arguments')}")
+        lines.append(f"execute-app-arg: {_no_expansion(_no_ctrl(arg, 'application arguments'), 'application arguments')}")
     if loops is not None:
         if not isinstance(loops, int) or isinstance(loops, bool) or not 1 <= loops <= 1000:
             raise CommandError(f"loops must be 1..1000, got {loops!r}")
@@ -362,3 +363,97 @@ def sendmsg_execute(app: str, arg: str | None = None, *, event_uuid: str | None 
     if event_uuid is not None:
         lines.append(f"Event-UUID: {check_uuid(event_uuid)}")
     return "\n".join(lines)
+
+
+def _int(value: object, what: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise CommandError(f"{what} must be an integer {low}..{high}, got {value!r}")
+    return value
+
+
+_DIGITS_RE = re.compile(r"^[0-9*#]{1,16}$|^none$")
+# A play_and_get_digits regex is one space-separated argument: no spaces or quotes; ``${`` refused below.
+_REGEX_RE = re.compile(r"^[^\s'\"]{1,256}$")
+
+
+def _no_expansion(text: str, what: str) -> str:
+    """FreeSWITCH expands ``${var}`` and ``${api args}`` in application data: refused."""
+    if "${" in text:
+        raise CommandError(f"{what} contains '${{' (variable/API expansion): {text!r}")
+    return text
+
+
+def play_and_get_digits_arg(min_digits: int, max_digits: int, tries: int, timeout_ms: int, terminators: str,
+                            prompt: str, invalid_prompt: str, variable: str, regex: str,
+                            digit_timeout_ms: int | None = None) -> str:
+    """``<min> <max> <tries> <timeout> <terminators> <file> <invalid_file> <var_name> <regexp> [<digit_timeout>]``.
+
+    mod_dptools splits the argument on spaces: every field is checked to be one word.
+    """
+    parts = [str(_int(min_digits, "min digits", 0, 128)), str(_int(max_digits, "max digits", 1, 128)),
+             str(_int(tries, "tries", 1, 100)), str(_int(timeout_ms, "timeout ms", 1, 3_600_000)),
+             _match(_DIGITS_RE, terminators, "terminators"), check_path(prompt, "prompt"),
+             check_path(invalid_prompt, "invalid prompt"), check_var_name(variable),
+             _no_expansion(_match(_REGEX_RE, regex, "digits regex"), "digits regex")]
+    if digit_timeout_ms is not None:
+        parts.append(str(_int(digit_timeout_ms, "digit timeout ms", 1, 3_600_000)))
+    return " ".join(parts)
+
+
+def transfer_arg(destination: str, dialplan: str = "XML", context: str = "default") -> str:
+    """``<destination_number> [<dialplan> [<context>]]`` (mod_dptools transfer)."""
+    return " ".join([check_token(destination, "transfer destination"), check_token(dialplan, "dialplan"),
+                     check_token(context, "context")])
+
+
+def record_arg(path: str, limit_s: int | None = None, silence_thresh: int | None = None,
+               silence_hits: int | None = None) -> str:
+    """``<path> [<time_limit_secs>] [<silence_thresh>] [<silence_hits>]`` (mod_dptools record)."""
+    parts = [check_path(path, "recording path")]
+    for value, what in ((limit_s, "time limit"), (silence_thresh, "silence threshold"),
+                        (silence_hits, "silence hits")):
+        if value is None:
+            break
+        parts.append(str(_int(value, what, 0, 86_400)))
+    return " ".join(parts)
+
+
+def hangup_arg(cause: str | None) -> str | None:
+    """The ``hangup`` application's cause (or none)."""
+    return check_cause(cause) if cause else None
+
+
+def linger(seconds: int | float | None = None) -> str:
+    """``linger [<seconds>]``: keep the outbound socket open after the hang-up for the last events."""
+    if seconds is None:
+        return "linger"
+    return f"linger {_int(int(seconds), 'linger seconds', 0, 3600)}"
+
+
+#: outbound socket: events of this channel only
+MYEVENTS = "myevents"
+#: outbound socket: the first command, answered with the channel's data
+CONNECT = "connect"
+#: end the ESL session
+EXIT = "exit"
+
+
+def event_filter(header: str, value: str) -> str:
+    """``filter <header> <value>``: only events whose header has this value."""
+    return f"filter {check_var_name(header)} {check_token(value, 'filter value')}"
+
+
+def _one_line(command: str) -> str:
+    if not isinstance(command, str) or not command.strip():
+        raise CommandError("empty command")
+    return _no_ctrl(command, "command")
+
+
+def api(command: str) -> str:
+    """``api <command>``: a built command, checked once more to be one line."""
+    return "api " + _one_line(command)
+
+
+def bgapi(command: str, job_uuid: str) -> str:
+    """``bgapi <command>`` with our own ``Job-UUID`` header (mod_event_socket honours it)."""
+    return f"bgapi {_one_line(command)}\nJob-UUID: {check_uuid(job_uuid)}"
