@@ -557,7 +557,8 @@ class AgentWorker:
         """
         while not self.stopping.is_set():
             legs = worker_legs.survey(self.switch, self.s.owner)
-            decision = worker_legs.plan(legs, self.s.owner, self.s.agent)
+            live = set(self.core.calls) | set(self._foreign) | {self.core.talking_to or ""}
+            decision = worker_legs.plan(legs, self.s.owner, self.s.agent, live)
             for uuid in decision.hangup:
                 logger.warning("worker %s: hanging up leg %s left by a previous worker", self.s.agent, uuid)
                 self.switch.kill(uuid, "NORMAL_CLEARING")

@@ -107,10 +107,15 @@ class Plan:
         return self.reuse is None and not self.wait
 
 
-def plan(legs: Iterable[Leg], owner: str, agent: str) -> Plan:
-    """Decide, for the legs carrying ``owner``'s mark, which to reuse, wait for and hang up."""
+def plan(legs: Iterable[Leg], owner: str, agent: str, live: Iterable[str] = ()) -> Plan:
+    """Decide, for the legs carrying ``owner``'s mark, which to reuse, wait for and hang up.
+
+    ``live``: uuids the running worker itself tracks (its calls in progress when
+    its own waiting leg dropped): those are not left-overs and are never touched.
+    """
     out = Plan()
-    ours = [leg for leg in legs if leg.owner == owner and not leg.hungup]
+    mine = set(live)
+    ours = [leg for leg in legs if leg.owner == owner and not leg.hungup and leg.uuid not in mine]
     agent_legs = [leg for leg in ours if leg.role == ROLE_AGENT and leg.agent == agent]
     bridged = [leg for leg in agent_legs if leg.bridged_to]
     parked = sorted((leg for leg in agent_legs if leg.parked), key=lambda leg: (leg.created, leg.uuid))

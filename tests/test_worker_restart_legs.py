@@ -45,6 +45,13 @@ def test_reconcile_waits_for_an_agent_leg_in_a_conversation():
     assert not p.may_originate  # no second waiting leg while the first is in a call
 
 
+def test_reconcile_spares_the_calls_the_running_worker_tracks():
+    """The worker's own leg dropped mid-campaign: its ringing calls carry its mark but are not left-overs."""
+    p = plan([leg("ringing-call", role="call", answered=False, app=None), leg("orphan", role="call")],
+             OWNER, AGENT, live={"ringing-call"})
+    assert p.hangup == ["orphan"] and p.may_originate
+
+
 def test_reconcile_leaves_other_owners_and_agents_alone():
     p = plan([leg("theirs", owner="1001@other:5000"), leg("colleague", agent="1002"),
               leg("unmarked", owner=None), leg("gone", hungup=True)], OWNER, AGENT)
