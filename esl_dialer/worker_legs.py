@@ -67,6 +67,7 @@ class Leg:
     application: Optional[str]
     created: float = 0.0
     hungup: bool = False
+    state: str = ""
 
     @classmethod
     def from_dump(cls, uuid: str, dump: dict) -> "Leg":
@@ -86,11 +87,15 @@ class Leg:
             application=var("current_application"),
             created=created,
             hungup=state in ("CS_HANGUP", "CS_REPORTING", "CS_DESTROY") or dump.get("Answer-State") == "hangup",
+            state=state,
         )
 
     @property
     def parked(self) -> bool:
-        return self.answered and not self.bridged_to and not self.hungup and self.application == "park"
+        """Answered, not bridged, parked: by the ``park`` application (CS_EXECUTE) or, after a
+        bridge with ``park_after_bridge``, by ``switch_ivr_park_session`` (state CS_PARK)."""
+        return (self.answered and not self.bridged_to and not self.hungup
+                and (self.application == "park" or self.state == "CS_PARK"))
 
 
 @dataclass

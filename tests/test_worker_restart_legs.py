@@ -66,6 +66,9 @@ def test_leg_from_a_uuid_dump():
     assert parsed.parked and parsed.owner == OWNER and parsed.created == 1700000000.0
     assert not Leg.from_dump("u1", {**dump, "variable_bridge_to": "u2"}).parked
     assert not Leg.from_dump("u1", {**dump, "Answer-State": "early"}).parked
+    assert not Leg.from_dump("u1", {**dump, "variable_current_application": "playback"}).parked
+    # park_after_bridge parks with switch_ivr_park_session: state CS_PARK, current_application stale
+    assert Leg.from_dump("u1", {**dump, "variable_current_application": "bridge", "Channel-State": "CS_PARK"}).parked
 
 
 def test_owner_id_is_the_agent_at_the_controller():
