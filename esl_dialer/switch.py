@@ -217,7 +217,7 @@ class Switch:
         conn = self._conn
         if conn is not None and conn.connected:
             try:
-                conn.send("exit", timeout=1.0)
+                conn.send(cmds.EXIT, timeout=1.0)
             except SwitchError:
                 pass
             conn.stop()
@@ -314,7 +314,7 @@ class Switch:
 
         def probe() -> None:
             try:
-                conn.send("api status", timeout=self.command_timeout)
+                conn.send(cmds.api("status"), timeout=self.command_timeout)
             except SwitchError as exc:  # send() already dropped the connection
                 logger.warning("%s: idle probe of %s:%s failed (%s)", self.name, self.host, self.port, exc)
 
@@ -328,7 +328,7 @@ class Switch:
         if not reply.text.startswith("+OK"):
             raise SwitchError(f"event subscription refused: {reply.text}")
         for header, value in self._filters:
-            conn.send(f"filter {header} {value}", timeout=self.command_timeout)
+            conn.send(cmds.event_filter(header, value), timeout=self.command_timeout)
 
     def _add_event_name(self, name: str) -> bool:
         name = cmds.check_token(name, "event name")
@@ -362,7 +362,7 @@ class Switch:
         self._filters.append((header, value))
         conn = self._conn
         if conn is not None and conn.connected:
-            line = f"filter {header} {value}"
+            line = cmds.event_filter(header, value)
             self._check_reply(line, conn.send(line, timeout=self.command_timeout).text)
 
     # -------------------------------------------------------------- handlers
@@ -550,7 +550,7 @@ class Switch:
 
     def api(self, command: str, timeout: float | None = None) -> str:
         """``api <command>``: the api/response body as text (``-ERR ...`` is returned, not raised)."""
-        line = "api " + self._check_line(command)
+        line = cmds.api(self._check_line(command))
         return self._connection().send(line, timeout=timeout or self.command_timeout).text
 
     def _api_ok(self, command: str, timeout: float | None = None) -> str:
@@ -564,7 +564,7 @@ class Switch:
         result = gevent.event.AsyncResult()
         self._jobs[job_uuid] = result
         try:
-            reply = self._connection().send(f"bgapi {line}\nJob-UUID: {job_uuid}", timeout=self.command_timeout)
+            reply = self._connection().send(cmds.bgapi(line, job_uuid), timeout=self.command_timeout)
         except SwitchError:
             self._jobs.pop(job_uuid, None)
             raise
@@ -678,13 +678,28 @@ class Switch:
 
     def show_channels(self) -> list[dict[str, Any]]:
         """``show channels as json`` rows (``{"row_count":0}`` when there are none)."""
-        text = self._api_ok("show channels as json")
+        command = cmds.show_channels("json")
+        text = self._api_ok(command)
         try:
             data = json.loads(text)
         except ValueError:
-            raise CommandFailed("show channels as json", f"not JSON: {text[:80]!r}") from None
+            raise CommandFailed(command, f"not JSON: {text[:80]!r}") from None
         rows = data.get("rows") if isinstance(data, dict) else None
         return list(rows) if isinstance(rows, list) else []
+
+    def dump(self, uuid: str) -> dict[str, str] | None:
+        """``uuid_dump <uuid> json``: the channel's headers and ``variable_*`` entries; None when gone."""
+        command = cmds.uuid_dump(uuid, "json")
+        text = self.api(command).strip()
+        if text.startswith("-ERR") or not text:
+            if "No such channel" in text or not text:
+                return None
+            raise CommandFailed(command, text)
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise CommandFailed(command, f"not JSON: {text[:80]!r}") from None
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
 
     def status(self) -> str:
         return self._api_ok("status")

@@ -43,10 +43,11 @@ from .agent_state import IllegalAgentTransition
 from .call_state import Call, CallState, IllegalCallTransition
 from .client import ApiError, ControllerClient, ControllerError, ControllerUnavailable, SseEvent
 from .contingency import Contingency, ContingencyError, flush, new_client_id
-from .esl.commands import new_uuid
+from .esl.commands import dial_string, new_uuid
 from .messages import AgentState, AttemptResult, DialMode
 from .pacing import PacingConfig, make_pacer
 from .team import AgentView, TeamSnapshot
+from . import worker_legs
 from .worker_core import (
     Abandon,
     Action,
@@ -116,6 +117,11 @@ class WorkerSettings:
     # override the controller's campaign settings. None (the default when built in code):
     # the worker keeps its own dialing settings and applies only the campaign status.
     overrides: Optional[frozenset] = None
+
+    @property
+    def owner(self) -> str:
+        """The owner mark on every leg this worker originates (a restarted worker finds its legs by it)."""
+        return worker_legs.owner_id(self.agent, self.controller)
 
     @property
     def endpoint(self) -> str:
@@ -484,8 +490,22 @@ class AgentWorker:
         while not self.stopping.is_set():
             if not self.switch.wait_connected(timeout=5.0):
                 continue
-            uuid = new_uuid()
             self.agent_leg_down.clear()
+            try:
+                reused = self._predecessor_leg()
+            except sw.SwitchError as exc:
+                logger.warning("worker %s: could not look for legs left on the switch (%s); retrying",
+                               self.s.agent, exc)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if self.stopping.is_set():
+                return
+            if reused is not None:
+                self._hold_agent_leg(reused, "reused")
+                self.stopping.wait(delay)
+                continue
+            uuid = new_uuid()
             self.switch.on_channel(uuid, self._on_agent_leg_event)
             try:
                 res = self.switch.originate(
@@ -495,8 +515,9 @@ class AgentWorker:
                         "park_after_bridge": "true",
                         "hangup_after_bridge": "false",
                         "ignore_early_media": "true",
-                        "dialer_role": "agent",
-                        "dialer_agent": self.s.agent,
+                        worker_legs.ROLE_VAR: worker_legs.ROLE_AGENT,
+                        worker_legs.AGENT_VAR: self.s.agent,
+                        worker_legs.OWNER_VAR: self.s.owner,
                     },
                     originate_timeout=self.s.agent_answer_timeout_s,
                 )
@@ -511,16 +532,49 @@ class AgentWorker:
                 delay = min(delay * 2, 30.0)
                 continue
             delay = 1.0
-            self.agent_leg = uuid
-            logger.info("worker %s: agent leg %s up on %s", self.s.agent, uuid, self.s.endpoint)
-            self.inbox.put(("agent_leg", uuid, self.core.login))
-            while not self.stopping.is_set() and not self.agent_leg_down.wait(1.0):
-                pass
-            self.agent_leg = None
+            self._hold_agent_leg(uuid, "up")
             if not self.stopping.is_set():
-                logger.warning("worker %s: agent leg %s hung up; logging the agent out", self.s.agent, uuid)
-                self.inbox.put(("agent_leg", uuid, self.core.logout))
                 self.stopping.wait(delay)
+
+    def _hold_agent_leg(self, uuid: str, how: str) -> None:
+        """The agent is logged in on leg ``uuid`` until it hangs up (or the worker stops)."""
+        self.agent_leg = uuid
+        logger.info("worker %s: agent leg %s %s on %s", self.s.agent, uuid, how, self.s.endpoint)
+        self.inbox.put(("agent_leg", uuid, self.core.login))
+        while not self.stopping.is_set() and not self.agent_leg_down.wait(1.0):
+            pass
+        self.agent_leg = None
+        if not self.stopping.is_set():
+            logger.warning("worker %s: agent leg %s hung up; logging the agent out", self.s.agent, uuid)
+            self.inbox.put(("agent_leg", uuid, self.core.logout))
+
+    def _predecessor_leg(self) -> Optional[str]:
+        """Legs a killed predecessor left (issue 15 point 5, :mod:`esl_dialer.worker_legs`).
+
+        Hangs up the ones nobody may use, waits while the agent's leg is
+        still in a conversation the predecessor put through, and returns the
+        parked waiting leg to reuse (subscribed, known to be alive) or None.
+        """
+        while not self.stopping.is_set():
+            legs = worker_legs.survey(self.switch, self.s.owner)
+            live = set(self.core.calls) | set(self._foreign) | {self.core.talking_to or ""}
+            decision = worker_legs.plan(legs, self.s.owner, self.s.agent, live)
+            for uuid in decision.hangup:
+                logger.warning("worker %s: hanging up leg %s left by a previous worker", self.s.agent, uuid)
+                self.switch.kill(uuid, "NORMAL_CLEARING")
+            if decision.wait:
+                logger.info("worker %s: agent leg %s left by a previous worker is in a call; waiting for its end",
+                            self.s.agent, ", ".join(decision.wait))
+                self.stopping.wait(1.0)
+                continue
+            uuid = decision.reuse
+            if uuid is None:
+                return None
+            self.switch.on_channel(uuid, self._on_agent_leg_event)
+            if self.switch.exists(uuid):  # subscribed first: a hang-up from now on is seen
+                return uuid
+            self.switch.off_channel(uuid)
+        return None
 
     def _on_agent_leg_event(self, ev) -> None:
         if ev.name == "CHANNEL_HANGUP_COMPLETE":
@@ -643,12 +697,14 @@ class AgentWorker:
             "dialer_worker": self.s.agent,
             "dialer_agent": self.s.agent,
             "dialer_client_id": call.client_id,
+            worker_legs.ROLE_VAR: worker_legs.ROLE_CALL,
+            worker_legs.OWNER_VAR: self.s.owner,
         }
         if self.s.campaign:
             variables["dialer_campaign"] = self.s.campaign
         try:
             res = self.switch.originate(
-                self.s.dial_template.format(number=rec["number"]), app="park", uuid=call.call_uuid,
+                dial_string(self.s.dial_template, number=rec["number"]), app="park", uuid=call.call_uuid,
                 variables=variables, cid_name=self.s.caller_id_name, cid_num=self.s.caller_id_number,
                 originate_timeout=self.s.originate_timeout_s,
             )

@@ -371,6 +371,28 @@ class FakeSwitch:
         ch = self.channels.get(uuid)
         return bool(ch and ch.alive)
 
+    # what a restarted worker asks to find legs its predecessor left (issue 15 point 5)
+    def show_channels(self):
+        return [{"uuid": u} for u, ch in self.channels.items() if ch.alive]
+
+    def getvar(self, uuid, name):
+        ch = self.channels.get(uuid)
+        if ch is None or not ch.alive:
+            raise sw.CommandFailed(f"uuid_getvar {uuid} {name}", "-ERR No such channel!")
+        value = ch.variables.get(name)
+        return None if value is None else str(value)
+
+    def dump(self, uuid):
+        ch = self.channels.get(uuid)
+        if ch is None or not ch.alive:
+            return None
+        out = {f"variable_{k}": str(v) for k, v in ch.variables.items()}
+        out["Answer-State"] = "answered" if ch.answered else "ringing"
+        out["variable_current_application"] = "park"
+        if ch.bridged_to:
+            out["variable_bridge_to"] = ch.bridged_to
+        return out
+
 
 
 def wait_until(pred, timeout=15.0, step=0.05):

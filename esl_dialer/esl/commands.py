@@ -31,7 +31,8 @@ __all__ = [
     "CommandError", "check_uuid", "check_cause", "check_var_name", "check_token", "check_endpoint",
     "check_path", "format_vars", "originate", "uuid_bridge", "uuid_transfer", "uuid_broadcast",
     "uuid_break", "uuid_kill", "uuid_setvar", "uuid_getvar", "uuid_exists", "uuid_answer",
-    "uuid_record", "hupall", "new_uuid", "BROADCAST_LEGS",
+    "uuid_record", "hupall", "new_uuid", "BROADCAST_LEGS", "uuid_dump", "show_channels", "dial_string",
+    "bridge_dial_string", "sendmsg_execute", "set_arg", "playback_arg", "file_string", "check_dial_value",
 ]
 
 
@@ -48,6 +49,10 @@ _ENDPOINT_RE = re.compile(r"^[A-Za-z0-9_\-]+/[A-Za-z0-9_\-.+*#@:/=%;]{1,512}$")
 _PATH_RE = re.compile(r"^[^\s'\"\\{}\[\]|&]{1,1024}$")
 _CTRL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _APP_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# One value placed into a dial-string template (number, skill, proxy id): no '/', '@', ',', '|',
+# ':' or ';' that would change the gateway, domain, endpoint list or parameters.
+_DIAL_VALUE_RE = re.compile(r"^[A-Za-z0-9_\-.+*#]{1,128}$")
+_FIELD_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 BROADCAST_LEGS = ("aleg", "bleg", "both")
 
@@ -262,3 +267,193 @@ def event_subscription(names: Iterable[str], fmt: str = "plain") -> str:
     if not words:
         raise CommandError("no event names")
     return f"event {fmt} " + " ".join(words)
+
+
+def uuid_dump(uuid: str, fmt: str = "json") -> str:
+    """``uuid_dump <uuid> [format]`` (mod_commands DUMP_SYNTAX): every header and variable of a channel."""
+    if fmt not in ("json", "plain", "xml"):
+        raise CommandError(f"dump format must be json, plain or xml, got {fmt!r}")
+    return f"uuid_dump {check_uuid(uuid)}" + ("" if fmt == "plain" else f" {fmt}")
+
+
+def show_channels(fmt: str = "json") -> str:
+    """``show channels as <fmt>``: the channels table of core.db (no channel variables)."""
+    if fmt not in ("json", "xml", "delim"):
+        raise CommandError(f"show format must be json, xml or delim, got {fmt!r}")
+    return "show channels" if fmt == "delim" else f"show channels as {fmt}"
+
+
+def check_dial_value(value: object, what: str = "dial string value") -> str:
+    return _match(_DIAL_VALUE_RE, value, what)
+
+
+def dial_string(template: str, **values: object) -> str:
+    """Fill ``{name}`` fields of a dial-string template with checked values.
+
+    Every value must be a plain dial token (digits, letters, ``+*#._-``): a
+    number, skill or proxy id can therefore never add a gateway, domain,
+    endpoint (``,`` ``|``) or variable block.  The result is an endpoint.
+    """
+    _no_ctrl(template, "dial string template")
+    fields = _FIELD_RE.findall(template)
+    missing = [f for f in fields if f not in values]
+    if missing:
+        raise CommandError(f"dial string template {template!r} needs {missing}")
+    checked = {k: check_dial_value(v, f"dial string value {k}") for k, v in values.items() if k in fields}
+    text = _FIELD_RE.sub(lambda m: checked[m.group(1)], template)
+    return check_endpoint(text)
+
+
+def bridge_dial_string(endpoint: str, variables: Mapping[str, object] | None = None,
+                       leg_variables: Mapping[str, object] | None = None) -> str:
+    """``{vars}[leg vars]<endpoint>``: the argument of the ``bridge`` application.
+
+    The same syntax and escaping as ``originate``'s call URL: values such as a
+    remote center's token or proxy id become originate variables, checked so
+    that none can close the block or start another variable or endpoint.
+    """
+    return format_vars(variables) + format_vars(leg_variables, "[]") + check_endpoint(endpoint)
+
+
+def set_arg(name: str, value: object) -> str:
+    """``<var>=<value>``: the argument of the ``set`` application (the value is the rest of the line)."""
+    text = value if isinstance(value, str) else _var_value(value)
+    _no_ctrl(text, "variable value")
+    if "${" in text:
+        raise CommandError(f"variable value contains '${{' (expansion): {text!r}")
+    return f"{check_var_name(name)}={text}"
+
+
+def playback_arg(path: str) -> str:
+    """A file for ``playback``: a path, ``tone_stream://``/``local_stream://`` URL or ``file_string://``."""
+    return check_path(path, "playback path")
+
+
+def file_string(paths: Iterable[str]) -> str:
+    """``file_string://a!b!c``: mod_dptools plays the files in a row; ``!`` separates them."""
+    items = [check_path(p, "playback path") for p in paths]
+    if not items:
+        raise CommandError("file_string needs at least one file")
+    for p in items:
+        if "!" in p:
+            raise CommandError(f"a file in file_string cannot contain '!': {p!r}")
+    return "file_string://" + "!".join(items)
+
+
+def sendmsg_execute(app: str, arg: str | None = None, *, event_uuid: str | None = None,
+                    uuid: str | None = None, loops: int | None = None, lock: bool = False) -> str:
+    """``sendmsg [<uuid>]`` + ``call-command: execute`` headers, as one command text.
+
+    mod_event_socket reads the headers up to the empty line; a CR/LF in any
+    value would add headers (another command) and is refused.  The argument
+    travels as a header value: control characters are refused there, and
+    ``${`` (FreeSWITCH expands variables and API calls in application data);
+    the rest of what the application makes of it is for the argument's own builder.
+    """
+    lines = ["sendmsg" + (f" {check_uuid(uuid)}" if uuid else ""), "call-command: execute",
+             f"execute-app-name: {_match(_APP_RE, app, 'application name')}"]
+    if arg:
+        lines.append(f"execute-app-arg: {_no_expansion(_no_ctrl(arg, 'application arguments'), 'application arguments')}")
+    if loops is not None:
+        if not isinstance(loops, int) or isinstance(loops, bool) or not 1 <= loops <= 1000:
+            raise CommandError(f"loops must be 1..1000, got {loops!r}")
+        lines.append(f"loops: {loops}")
+    if lock:
+        lines.append("event-lock: true")
+    if event_uuid is not None:
+        lines.append(f"Event-UUID: {check_uuid(event_uuid)}")
+    return "\n".join(lines)
+
+
+def _int(value: object, what: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise CommandError(f"{what} must be an integer {low}..{high}, got {value!r}")
+    return value
+
+
+_DIGITS_RE = re.compile(r"^[0-9*#]{1,16}$|^none$")
+# A play_and_get_digits regex is one space-separated argument: no spaces or quotes; ``${`` refused below.
+_REGEX_RE = re.compile(r"^[^\s'\"]{1,256}$")
+
+
+def _no_expansion(text: str, what: str) -> str:
+    """FreeSWITCH expands ``${var}`` and ``${api args}`` in application data: refused."""
+    if "${" in text:
+        raise CommandError(f"{what} contains '${{' (variable/API expansion): {text!r}")
+    return text
+
+
+def play_and_get_digits_arg(min_digits: int, max_digits: int, tries: int, timeout_ms: int, terminators: str,
+                            prompt: str, invalid_prompt: str, variable: str, regex: str,
+                            digit_timeout_ms: int | None = None) -> str:
+    """``<min> <max> <tries> <timeout> <terminators> <file> <invalid_file> <var_name> <regexp> [<digit_timeout>]``.
+
+    mod_dptools splits the argument on spaces: every field is checked to be one word.
+    """
+    parts = [str(_int(min_digits, "min digits", 0, 128)), str(_int(max_digits, "max digits", 1, 128)),
+             str(_int(tries, "tries", 1, 100)), str(_int(timeout_ms, "timeout ms", 1, 3_600_000)),
+             _match(_DIGITS_RE, terminators, "terminators"), check_path(prompt, "prompt"),
+             check_path(invalid_prompt, "invalid prompt"), check_var_name(variable),
+             _no_expansion(_match(_REGEX_RE, regex, "digits regex"), "digits regex")]
+    if digit_timeout_ms is not None:
+        parts.append(str(_int(digit_timeout_ms, "digit timeout ms", 1, 3_600_000)))
+    return " ".join(parts)
+
+
+def transfer_arg(destination: str, dialplan: str = "XML", context: str = "default") -> str:
+    """``<destination_number> [<dialplan> [<context>]]`` (mod_dptools transfer)."""
+    return " ".join([check_token(destination, "transfer destination"), check_token(dialplan, "dialplan"),
+                     check_token(context, "context")])
+
+
+def record_arg(path: str, limit_s: int | None = None, silence_thresh: int | None = None,
+               silence_hits: int | None = None) -> str:
+    """``<path> [<time_limit_secs>] [<silence_thresh>] [<silence_hits>]`` (mod_dptools record)."""
+    parts = [check_path(path, "recording path")]
+    for value, what in ((limit_s, "time limit"), (silence_thresh, "silence threshold"),
+                        (silence_hits, "silence hits")):
+        if value is None:
+            break
+        parts.append(str(_int(value, what, 0, 86_400)))
+    return " ".join(parts)
+
+
+def hangup_arg(cause: str | None) -> str | None:
+    """The ``hangup`` application's cause (or none)."""
+    return check_cause(cause) if cause else None
+
+
+def linger(seconds: int | float | None = None) -> str:
+    """``linger [<seconds>]``: keep the outbound socket open after the hang-up for the last events."""
+    if seconds is None:
+        return "linger"
+    return f"linger {_int(int(seconds), 'linger seconds', 0, 3600)}"
+
+
+#: outbound socket: events of this channel only
+MYEVENTS = "myevents"
+#: outbound socket: the first command, answered with the channel's data
+CONNECT = "connect"
+#: end the ESL session
+EXIT = "exit"
+
+
+def event_filter(header: str, value: str) -> str:
+    """``filter <header> <value>``: only events whose header has this value."""
+    return f"filter {check_var_name(header)} {check_token(value, 'filter value')}"
+
+
+def _one_line(command: str) -> str:
+    if not isinstance(command, str) or not command.strip():
+        raise CommandError("empty command")
+    return _no_ctrl(command, "command")
+
+
+def api(command: str) -> str:
+    """``api <command>``: a built command, checked once more to be one line."""
+    return "api " + _one_line(command)
+
+
+def bgapi(command: str, job_uuid: str) -> str:
+    """``bgapi <command>`` with our own ``Job-UUID`` header (mod_event_socket honours it)."""
+    return f"bgapi {_one_line(command)}\nJob-UUID: {check_uuid(job_uuid)}"

@@ -20,6 +20,7 @@ from typing import Callable
 import gevent
 
 from .remote_client import AcdSwitchClient, ApiError, ControllerUnavailable
+from ..esl import commands as cmds
 from .session import CallerGone, CommandTimeout, IvrSession
 
 logger = logging.getLogger(__name__)
@@ -65,19 +66,19 @@ class LegAcceptor:
         s, cfg = self.session, self.settings
         moh = None
         try:
-            s.send("myevents")
-            s.send(f"linger {int(cfg.linger_s)}")
+            s.send(cmds.MYEVENTS)
+            s.send(cmds.linger(cfg.linger_s))
             try:
                 snap = cfg.controller.accept_leg(self.token or "", self.uuid)
             except ApiError as err:
                 logger.warning("leg %s refused: %s", self.uuid, err)
                 self.report.outcome = "refused"
-                s.execute("hangup", "CALL_REJECTED", timeout=cfg.command_timeout_s)
+                s.execute("hangup", cmds.hangup_arg("CALL_REJECTED"), timeout=cfg.command_timeout_s)
                 return self.report
             except ControllerUnavailable as err:
                 logger.error("leg %s: controller unreachable: %s", self.uuid, err)
                 self.report.outcome = "refused"
-                s.execute("hangup", "NORMAL_TEMPORARY_FAILURE", timeout=cfg.command_timeout_s)
+                s.execute("hangup", cmds.hangup_arg("NORMAL_TEMPORARY_FAILURE"), timeout=cfg.command_timeout_s)
                 return self.report
             self.report.proxy_id, self.report.accepted_at = snap["id"], time.monotonic()
             s.execute("answer", timeout=cfg.command_timeout_s)
@@ -86,7 +87,7 @@ class LegAcceptor:
                 if snap.get("state") not in ("waiting", "offered"):
                     raise CallerGone() if s.gone.is_set() else RuntimeError(f"proxy {snap.get('state')}")
                 if moh is None or moh.ready():
-                    moh = s.start("playback", cfg.moh)
+                    moh = s.start("playback", cmds.playback_arg(cfg.moh))
                 if time.monotonic() > deadline:
                     raise RuntimeError("no operator in time")
                 if s.gone.wait(cfg.poll_s):
@@ -131,10 +132,11 @@ class LegAcceptor:
                 self._connected_greenlet = gevent.spawn(self._report_connected)
 
         s.register_handle("CHANNEL_BRIDGE", on_bridge)
-        s.execute("set", "continue_on_fail=true", timeout=cfg.command_timeout_s)
-        s.execute("set", "hangup_after_bridge=true", timeout=cfg.command_timeout_s)
-        done = s.execute("bridge", f"{{originate_timeout={int(cfg.operator_timeout_s)},"
-                                   f"ignore_early_media=true}}{extension}", timeout=4 * 3600.0)
+        s.execute("set", cmds.set_arg("continue_on_fail", "true"), timeout=cfg.command_timeout_s)
+        s.execute("set", cmds.set_arg("hangup_after_bridge", "true"), timeout=cfg.command_timeout_s)
+        dial = cmds.bridge_dial_string(extension, {"originate_timeout": int(cfg.operator_timeout_s),
+                                                   "ignore_early_media": "true"})
+        done = s.execute("bridge", dial, timeout=4 * 3600.0)
         disposition = (done.get("variable_originate_disposition") or "").upper()
         answered = disposition in ("SUCCESS", "ANSWER") or bool(done.get("variable_bridge_hangup_cause")) \
             or self.report.connected_at is not None

@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping
 import gevent
 import gevent.queue
 
+from ..esl import commands as cmds
 from .menu import (
     Digits, Hangup, Lookup, LookupDone, Menu, MenuRun, Play, PlayAndGetDigits, PlayDone, Remote,
     RemoteDone, Transfer,
@@ -145,8 +146,8 @@ class IvrCall:
     def run(self) -> CallReport:
         s = self.session
         try:
-            s.send("myevents")
-            s.send(f"linger {int(self.settings.linger_s)}")
+            s.send(cmds.MYEVENTS)
+            s.send(cmds.linger(self.settings.linger_s))
             s.execute("answer", timeout=self.settings.command_timeout_s)
             menu = self.settings.menu_provider()
             walk = self._walk = MenuRun(menu, {"ani": self.caller, "uuid": self.uuid,
@@ -190,14 +191,14 @@ class IvrCall:
     # ------------------------------------------------------------ simple actions
 
     def _play(self, action: Play) -> PlayDone:
-        self.session.execute("playback", action.prompt, timeout=PLAY_TIMEOUT_S)
+        self.session.execute("playback", cmds.playback_arg(action.prompt), timeout=PLAY_TIMEOUT_S)
         return PlayDone()
 
     def _digits(self, a: PlayAndGetDigits) -> Digits:
         # mod_dptools: play_and_get_digits <min> <max> <tries> <timeout ms> <terminators>
         #   <file> <invalid_file> <var_name> <regexp> [<digit_timeout ms>]
-        arg = (f"{a.min_digits} {a.max_digits} {a.tries} {a.timeout_ms} {a.terminators} {a.prompt} "
-               f"{a.invalid_prompt} {a.variable} {a.regex} {a.digit_timeout_ms}")
+        arg = cmds.play_and_get_digits_arg(a.min_digits, a.max_digits, a.tries, a.timeout_ms, a.terminators,
+                                           a.prompt, a.invalid_prompt, a.variable, a.regex, a.digit_timeout_ms)
         worst = a.tries * (a.timeout_ms + a.max_digits * a.digit_timeout_ms) / 1000.0 + 120.0
         done = self.session.execute("play_and_get_digits", arg, timeout=worst)
         value = done.get(f"variable_{a.variable}")
@@ -215,17 +216,17 @@ class IvrCall:
 
     def _transfer(self, action: Transfer) -> None:
         # mod_dptools: transfer <destination_number> [<dialplan> [<context>]]
-        self.session.execute("transfer", f"{action.destination} {action.dialplan} {action.context}",
+        self.session.execute("transfer", cmds.transfer_arg(action.destination, action.dialplan, action.context),
                              timeout=self.settings.command_timeout_s)
         self.report.outcome = "transfer"
         return None
 
     def _hangup(self, action: Hangup) -> None:
         if action.prompt:
-            self.session.execute("playback", action.prompt, timeout=PLAY_TIMEOUT_S)
+            self.session.execute("playback", cmds.playback_arg(action.prompt), timeout=PLAY_TIMEOUT_S)
         if self.report.outcome == "unknown":
             self.report.outcome = "hangup"
-        self.session.execute("hangup", action.cause, timeout=self.settings.command_timeout_s)
+        self.session.execute("hangup", cmds.hangup_arg(action.cause), timeout=self.settings.command_timeout_s)
         return None
 
     def _hangup_quietly(self) -> None:
@@ -313,7 +314,7 @@ class IvrCall:
                 self._announce(snap, intro=True)
                 first = False
             if self._moh is None or self._moh.ready():
-                self._moh = self.session.start("playback", s.moh)
+                self._moh = self.session.start("playback", cmds.playback_arg(s.moh))
             now = time.monotonic()
             if now - started > s.max_wait_s:
                 raise RemoteFailed("waited too long")
@@ -340,7 +341,7 @@ class IvrCall:
         files += wait_files(snap.get("expected_wait_s"), self.settings.wait_time_prompt)
         if files:
             # mod_dptools playback of file_string://a!b!c plays the files in a row.
-            self.session.execute("playback", "file_string://" + "!".join(files), timeout=PLAY_TIMEOUT_S)
+            self.session.execute("playback", cmds.file_string(files), timeout=PLAY_TIMEOUT_S)
 
     def _stop_music(self) -> None:
         """Stop the music before an announcement or the bridge; the hold loop starts it again after."""
@@ -357,11 +358,15 @@ class IvrCall:
         token = tok["token"]
         # continue_on_fail: a failed bridge returns control here (R9) instead of
         # hanging the caller up; hangup_after_bridge: the call ends with the remote.
-        self.session.execute("set", "continue_on_fail=true", timeout=s.command_timeout_s)
-        self.session.execute("set", "hangup_after_bridge=true", timeout=s.command_timeout_s)
-        dial = (f"{{sip_h_X-Dialer-Token={token},dialer_token={token},dialer_proxy={proxy_id},"
-                f"originate_timeout={int(s.bridge_timeout_s)},ignore_early_media=true}}"
-                f"{center.dial_string_for(skill, proxy_id)}")
+        try:
+            # the remote center's token and proxy id become checked originate variables (never raw text)
+            dial = cmds.bridge_dial_string(center.dial_string_for(skill, proxy_id), {
+                "sip_h_X-Dialer-Token": token, "dialer_token": token, "dialer_proxy": proxy_id,
+                "originate_timeout": int(s.bridge_timeout_s), "ignore_early_media": "true"})
+        except cmds.CommandError as err:
+            raise RemoteFailed(f"unsafe bridge to {center.name}: {err}") from None
+        self.session.execute("set", cmds.set_arg("continue_on_fail", "true"), timeout=s.command_timeout_s)
+        self.session.execute("set", cmds.set_arg("hangup_after_bridge", "true"), timeout=s.command_timeout_s)
         self.report.bridge_started_at = time.monotonic()
         logger.info("call %s: bridging to %s for proxy %s", self.uuid, center.name, proxy_id)
         # From here the leg speaks for the proxy: a hang-up during the
@@ -423,17 +428,17 @@ class IvrCall:
                 kind = "voicemail"
         if kind in ("voicemail", "callback"):
             path = os.path.join(s.voicemail_dir, f"{self.uuid}.wav")
-            self.session.execute("playback", s.voicemail_prompt, timeout=PLAY_TIMEOUT_S)
+            self.session.execute("playback", cmds.playback_arg(s.voicemail_prompt), timeout=PLAY_TIMEOUT_S)
             # mod_dptools: record <path> [<time_limit_secs>] [<silence_thresh>] [<silence_hits>]
             self.report.outcome = "voicemail"
             try:
-                self.session.execute("record", f"{path} {int(s.voicemail_max_s)} 200 3",
+                self.session.execute("record", cmds.record_arg(path, int(s.voicemail_max_s), 200, 3),
                                      timeout=s.voicemail_max_s + 30)
             except CallerGone:
                 # Hanging up is how callers end a message: FreeSWITCH keeps the file.
                 logger.info("call %s: caller hung up to end the voicemail %s", self.uuid, path)
                 raise
             return "voicemail"
-        self.session.execute("playback", s.sorry_prompt, timeout=PLAY_TIMEOUT_S)
+        self.session.execute("playback", cmds.playback_arg(s.sorry_prompt), timeout=PLAY_TIMEOUT_S)
         self.report.outcome = "hangup"
         return "hangup"

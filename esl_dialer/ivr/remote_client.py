@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..esl import commands as cmds
+
 import gevent
 import gevent.event
 import gevent.pool
@@ -87,7 +89,8 @@ class RemoteCenter:
         return (mine.scheme, mine.hostname, mine.port) == (other.scheme, other.hostname, other.port)
 
     def dial_string_for(self, skill: str, proxy_id: str) -> str:
-        return self.dial_string.format(center=self.name, skill=skill, proxy=proxy_id)
+        """The endpoint for a skill; every value checked to be one plain dial token (CommandError)."""
+        return cmds.dial_string(self.dial_string, center=self.name, skill=skill, proxy=proxy_id)
 
     # -- menus (R3)
 

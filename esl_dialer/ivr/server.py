@@ -21,6 +21,7 @@ import gevent.pool
 import gevent.socket
 from greenswitch.esl import NotConnectedError, OutboundESLServer, OutboundSessionHasGoneAway
 
+from ..esl import commands as cmds
 from .session import CallerGone, CommandTimeout, IvrSession
 
 logger = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class IvrServer(OutboundESLServer):
         self.total_calls += 1
         try:
             # The connect reply is the channel data (one header block, see b_outbound.jsonl).
-            reply = session.send("connect", timeout=CONNECT_TIMEOUT_S)
+            reply = session.send(cmds.CONNECT, timeout=CONNECT_TIMEOUT_S)
             session.session_data = reply.headers
             session._outbound_connected = True
         except (CommandTimeout, OutboundSessionHasGoneAway, NotConnectedError, OSError) as err:

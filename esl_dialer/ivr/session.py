@@ -152,12 +152,7 @@ class IvrSession(OutboundSession):
         """
         self.raise_if_gone()
         app_uuid = str(uuidlib.uuid4())
-        command = f"sendmsg\ncall-command: execute\nexecute-app-name: {app}"
-        if arg:
-            if "\n" in arg or "\r" in arg:
-                raise ValueError("application arguments cannot contain newlines")
-            command += f"\nexecute-app-arg: {arg}"
-        command += f"\nEvent-UUID: {app_uuid}"
+        command = cmds.sendmsg_execute(app, arg, event_uuid=app_uuid)  # CommandError (a ValueError) on CR/LF
         result = gevent.event.AsyncResult()
         self._executions[app_uuid] = result
         self._by_app[app_uuid] = (app, result)
@@ -222,7 +217,7 @@ class IvrSession(OutboundSession):
     def api(self, command: str) -> str:
         """An ``api`` command on this socket (allowed in outbound mode); returns the body."""
         try:
-            reply = self.send(f"api {command}")
+            reply = self.send(cmds.api(command))
         except (OutboundSessionHasGoneAway, NotConnectedError):
             raise CallerGone() from None
         return getattr(reply, "data", "") or ""
@@ -231,7 +226,7 @@ class IvrSession(OutboundSession):
         """End the session for good; never blocks longer than ``timeout``."""
         if self.connected:
             try:
-                self.send("exit", timeout=timeout)
+                self.send(cmds.EXIT, timeout=timeout)
             except (NotConnectedError, OutboundSessionHasGoneAway, CommandTimeout, OSError):
                 pass
         self._run = False
