@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import uuid as uuidlib
-from typing import Any
 
 import gevent
 import gevent.event
