@@ -235,12 +235,13 @@ class SwitchCore(OriginateMixin):
             return t.seconds("broadcast_lost_ms")
         parked = t.seconds("broadcast_parked_ms")
         if ch.bridged_to:
-            # Right after CHANNEL_BRIDGE the first playback waits for the bridge's media (e_timing: 361/381
-            # ms); 440 ms after the bridge it took the parked leg's 201 ms (a_inbound).  So the playback
-            # starts no earlier than bridge + 360/380 ms and no earlier than broadcast + 200 ms.
+            # Sent right after CHANNEL_BRIDGE (1-2 ms) a broadcast started after 361/381 ms (e_timing);
+            # sent 440 ms after the bridge, after the parked leg's 201 ms (a_inbound).  Two points
+            # only: the sim takes the bridged delay while the bridge is younger than the parked
+            # delay (200 ms), the parked delay after that (an assumption, docs/30).
             bridged = t.seconds("broadcast_bridged_a_ms" if ch.other_type == "originatee" else "broadcast_bridged_b_ms")
             age = self.clock.now() - ch.media_bridged_at if ch.media_bridged_at is not None else 0.0
-            return max(parked, bridged - max(0.0, age))
+            return bridged if age < parked else parked
         return parked
 
     def fire_state(self, ch: Channel, state: ChannelState) -> None:
