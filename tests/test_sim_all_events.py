@@ -15,7 +15,7 @@ import pytest
 from esl_dialer.esl import parse_event
 from esl_dialer.sim import SimConfig, SimSwitch
 from esl_dialer.sim import model_switch
-from esl_dialer.sim.testing import RawEslClient, wait_until
+from esl_dialer.sim.testing import wait_until
 
 A = "5869b8d5-a818-4a23-9e23-ebf8f1abc20d"
 
@@ -46,14 +46,6 @@ def sim():
     s = SimSwitch(SimConfig(time_scale=1.0), port=0).start()
     yield s
     s.stop(timeout=2)
-
-
-@pytest.fixture
-def raw(sim):
-    c = RawEslClient("127.0.0.1", sim.port)
-    assert c.auth().reply_text == "+OK accepted"
-    yield c
-    c.close()
 
 
 def collect(raw, until, timeout: float = 5.0) -> list:

@@ -21,7 +21,6 @@ import pytest
 from greenswitch import InboundESL
 
 from esl_dialer.esl import encode_event_xml, parse_event
-from esl_dialer.sim import SimConfig, SimSwitch
 from esl_dialer.sim.cmd_socket import filters_pass, log_str2level
 from esl_dialer.sim.events import SimLogLine
 from esl_dialer.sim.testing import RawEslClient, wait_until
@@ -31,21 +30,6 @@ UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 CAPTURED_A = "12f80783-6cff-4ff5-aa2f-9c8c4def96b0"  # the parked leg of e_timing's last commands
 LOG_HEADERS = ["Content-Type", "Content-Length", "Log-Level", "Text-Channel", "Log-File", "Log-Func", "Log-Line",
                "User-Data"]
-
-
-@pytest.fixture
-def sim():
-    s = SimSwitch(SimConfig(time_scale=0.05), port=0).start()
-    yield s
-    s.stop(timeout=2)
-
-
-@pytest.fixture
-def raw(sim):
-    c = RawEslClient("127.0.0.1", sim.port)
-    assert c.auth().reply_text == "+OK accepted"
-    yield c
-    c.close()
 
 
 def frames() -> list[dict]:

@@ -16,18 +16,10 @@ import pytest
 from gevent import socket as gsocket
 
 from esl_dialer.esl import parse_event
-from esl_dialer.sim import SimConfig, SimSwitch
 from esl_dialer.sim import wire_listener
 from esl_dialer.sim.testing import RawEslClient, wait_until
 
 BIG = "x" * 3000  # an event of ~3 KB, like a channel event with its variables
-
-
-@pytest.fixture
-def sim():
-    s = SimSwitch(SimConfig(time_scale=0.05), port=0).start()
-    yield s
-    s.stop(timeout=2)
 
 
 @pytest.fixture

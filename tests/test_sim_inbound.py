@@ -21,21 +21,6 @@ CAPTURES = Path(__file__).resolve().parent / "esl-captures"
 
 
 @pytest.fixture
-def sim():
-    s = SimSwitch(SimConfig(time_scale=0.05), port=0).start()
-    yield s
-    s.stop(timeout=2)
-
-
-@pytest.fixture
-def raw(sim):
-    c = RawEslClient("127.0.0.1", sim.port)
-    assert c.auth().reply_text == "+OK accepted"
-    yield c
-    c.close()
-
-
-@pytest.fixture
 def esl(sim):
     conn = InboundESL("127.0.0.1", sim.port, sim.password, timeout=5)
     conn.connect()
