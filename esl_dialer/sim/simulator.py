@@ -10,7 +10,8 @@ Read the package top-down; each layer imports only the ones below it
                mod_commands' api (:mod:`.cmd_api`);
 - ``model_*``  the switch model: channels, events, bridge, hang-up,
                originate and the call model (:mod:`.model_switch`,
-               :mod:`.model_originate`);
+               :mod:`.model_bridge`, :mod:`.model_originate`, the mod_callcenter
+               subset in :mod:`.model_callcenter`);
 - ``chan_*``   one channel: its state and event headers
                (:mod:`.chan_channel`), its session greenlet
                (:mod:`.chan_session`) and the dialplan applications it runs

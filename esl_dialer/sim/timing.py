@@ -16,8 +16,7 @@ Plain data: no simulator imports.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping
+from dataclasses import dataclass
 
 PROFILES = ("realistic", "ideal")
 
@@ -90,22 +89,3 @@ def profile(name: str) -> TimingConfig:
     if name == "ideal":
         return IDEAL
     raise TimingConfigError(f"timing.profile: expected one of {', '.join(PROFILES)}, got {name!r}")
-
-
-def timing_from_dict(data: Mapping[str, Any]) -> TimingConfig:
-    """``profile = "realistic"|"ideal"`` plus per-field overrides (milliseconds, >= 0)."""
-    base = profile(str(data.get("profile", "realistic")))
-    types = {f.name: f.type for f in fields(TimingConfig)}
-    changes: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == "profile" or key not in types:
-            continue  # unknown keys: config.py's strict check reports them
-        if types[key] in (bool, "bool"):
-            if not isinstance(value, bool):
-                raise TimingConfigError(f"timing.{key}: expected true or false, got {value!r}")
-            changes[key] = value
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise TimingConfigError(f"timing.{key}: expected a number of milliseconds >= 0, got {value!r}")
-        changes[key] = int(value)
-    return replace(base, **changes)
